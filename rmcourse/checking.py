@@ -1,0 +1,33 @@
+"""Feedback for exercises: tell the learner what is wrong, not just 'assert failed'."""
+from __future__ import annotations
+
+import traceback
+from typing import Callable
+
+
+def expect(condition: bool, message: str) -> None:
+    """Raise AssertionError(message) when `condition` is false; `message` says what to fix."""
+    if not condition:
+        raise AssertionError(message)
+
+
+def check(name: str, test: Callable[[], None]) -> bool:
+    """Run one exercise test and print a one-line verdict the learner can act on.
+
+    ✅ passed; ⏳ the exercise still raises NotImplementedError; ❌ with the failed expectation's
+    message, or the error type and the line of the learner's code that raised it.
+    """
+    try:
+        test()
+    except NotImplementedError:
+        print(f"⏳ {name}: not implemented yet — replace the `raise NotImplementedError` line.")
+        return False
+    except AssertionError as err:
+        print(f"❌ {name}: {err}")
+        return False
+    except Exception as err:  # a crash in learner code: show where, briefly
+        frame = traceback.extract_tb(err.__traceback__)[-1]
+        print(f"❌ {name}: {type(err).__name__}: {err} (line {frame.lineno}: {frame.line})")
+        return False
+    print(f"✅ {name}")
+    return True

@@ -1,0 +1,101 @@
+"""Generate exercises/NN_*.ipynb from solutions/NN_*.ipynb.
+
+In a solution notebook the learner's part of a code cell sits between `# BEGIN SOLUTION` and
+`# END SOLUTION`; a `# HINT: ...` line just above `# BEGIN SOLUTION` becomes the message of the
+`raise NotImplementedError` that replaces it. Outputs and execution counts are stripped, so
+exercises are committed clean. `--check` exits 1 when exercises/ differs from what would be made.
+
+    python tools/make_exercises.py            # write exercises/
+    python tools/make_exercises.py --check    # CI: fail on drift
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION\s*$")
+END = re.compile(r"^\s*# END SOLUTION\s*$")
+HINT = re.compile(r"^\s*# HINT:\s*(.+?)\s*$")
+
+
+class MarkerError(ValueError):
+    """A solution cell whose markers do not pair up."""
+
+
+def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
+    """Replace each marked block with a NotImplementedError; return (new source, blocks)."""
+    out: list[str] = []
+    lines = source.splitlines()
+    inside = False
+    hint = "complete this exercise"
+    blocks = 0
+    for number, line in enumerate(lines, 1):
+        begin = BEGIN.match(line)
+        if begin:
+            if inside:
+                raise MarkerError(f"{where}: nested '# BEGIN SOLUTION' at line {number}")
+            inside = True
+            blocks += 1
+            indent = begin.group(1)
+            previous = HINT.match(out[-1]) if out else None
+            if previous:
+                hint = previous.group(1)
+            out.append(f"{indent}# YOUR CODE HERE")
+            out.append(f"{indent}raise NotImplementedError({hint!r})")
+            hint = "complete this exercise"
+            continue
+        if END.match(line):
+            if not inside:
+                raise MarkerError(f"{where}: '# END SOLUTION' without BEGIN at line {number}")
+            inside = False
+            continue
+        if not inside:
+            out.append(line)
+    if inside:
+        raise MarkerError(f"{where}: '# BEGIN SOLUTION' is never closed")
+    return "\n".join(out), blocks
+
+
+def make_exercise(solution: Path) -> nbformat.NotebookNode:
+    """The exercise notebook for one solution notebook (outputs stripped)."""
+    nb = nbformat.read(solution, as_version=4)
+    total = 0
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            cell.source, blocks = strip_solutions(cell.source, f"{solution.name} cell {index}")
+            total += blocks
+            cell.outputs = []
+            cell.execution_count = None
+        cell.metadata.pop("execution", None)
+    if total == 0:
+        raise MarkerError(f"{solution.name}: no '# BEGIN SOLUTION' block found")
+    return nb
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--check", action="store_true", help="fail if exercises/ is out of date")
+    args = parser.parse_args(argv)
+    stale = []
+    for solution in sorted((ROOT / "solutions").glob("*.ipynb")):
+        target = ROOT / "exercises" / solution.name
+        text = nbformat.writes(make_exercise(solution)) + "\n"
+        if args.check:
+            if not target.exists() or target.read_text(encoding="utf-8") != text:
+                stale.append(target.name)
+        else:
+            target.write_text(text, encoding="utf-8")
+            print(f"wrote exercises/{target.name}")
+    if stale:
+        print("exercises out of date (run `make exercises`):", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
