@@ -1,0 +1,466 @@
+"""A small, complete reward-model training loop (the corrected version of the seed's trainer).
+
+What it does, in the order a step runs:
+- batches of pairs go through `PairCollator`: ONE forward over chosen and rejected stacked
+  (rewards[:B] are the chosen, rewards[B:] the rejected), padded to the longest in the batch;
+- loss = `rmcourse.losses.pairwise_loss` (Bradley-Terry, optional Llama-2 margin, optional reward
+  centering as in Eisenstein et al. 2023 / TRL's `center_rewards_coefficient`);
+- gradient accumulation weights each micro-batch by its share of the pairs in the update, so the
+  update equals the one the big batch would make;
+- gradient clipping, AdamW (no weight decay on biases and LayerNorm weights: decaying a norm's
+  gain or a bias toward zero only fights the normalisation, it does not regularise), linear warmup
+  then cosine decay;
+- periodic validation, early stopping that restores the best weights (a CPU copy kept in memory),
+  bf16 autocast on CUDA, a `tqdm.auto` bar, and everything seeded.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rmcourse.device import autocast, pick_device, seed_everything
+from rmcourse.losses import pairwise_loss
+from rmcourse.metrics import pair_collator_for, score_tokenized
+from rmcourse.tokenization import length_grouped_batches, tokenize_pairs
+
+HISTORY_COLUMNS = ["step", "epoch", "lr", "loss", "accuracy", "margin", "reward_mean",
+                   "reward_std", "val_loss", "val_accuracy"]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of `train_reward_model`. Defaults follow common RM practice (1 epoch).
+
+    `batch_size` counts pairs per forward (each pair = 2 sequences); one optimizer step sees
+    `batch_size * grad_accum_steps` pairs. `eval_every` and `log_every` count optimizer steps.
+    `max_steps`, when set, overrides `epochs`. `bf16="auto"` uses bf16 autocast on CUDA only.
+    """
+
+    lr: float = 5e-5
+    batch_size: int = 16
+    epochs: float = 1.0
+    max_steps: int | None = None
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float | None = 1.0
+    grad_accum_steps: int = 1
+    max_length: int = 128
+    use_margin: bool = False
+    center_rewards_coef: float = 0.0
+    eval_every: int | None = None
+    early_stopping_patience: int | None = None
+    group_by_length: bool = False
+    seed: int = 0
+    bf16: bool | str = "auto"
+    progress: bool = True
+    log_every: int = 1
+    eval_batch_size: int = 32
+
+    def __post_init__(self) -> None:
+        def need_int(name: str, minimum: int, optional: bool = False) -> None:
+            value = getattr(self, name)
+            if optional and value is None:
+                return
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an int, got {value!r}")
+            if value < minimum:
+                raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+        def need_float(name: str, low: float, high: float = math.inf, low_open: bool = False,
+                       optional: bool = False) -> None:
+            value = getattr(self, name)
+            if optional and value is None:
+                return
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a number, got {value!r}")
+            if not math.isfinite(value) or value < low or value > high or (low_open and value == low):
+                bound = f"({low}, {high}]" if low_open else f"[{low}, {high}]"
+                raise ValueError(f"{name} must be in {bound}, got {value}")
+
+        need_float("lr", 0.0, low_open=True)
+        need_int("batch_size", 1)
+        need_float("epochs", 0.0, low_open=True)
+        need_int("max_steps", 1, optional=True)
+        need_float("warmup_ratio", 0.0, 1.0)
+        need_float("weight_decay", 0.0)
+        need_float("max_grad_norm", 0.0, low_open=True, optional=True)
+        need_int("grad_accum_steps", 1)
+        need_int("max_length", 8)
+        need_float("center_rewards_coef", 0.0)
+        need_int("eval_every", 1, optional=True)
+        need_int("early_stopping_patience", 1, optional=True)
+        need_int("seed", 0)
+        need_int("log_every", 1)
+        need_int("eval_batch_size", 1)
+        for name in ("use_margin", "group_by_length", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.bf16 not in (True, False, "auto"):
+            raise ValueError(f"bf16 must be True, False or 'auto', got {self.bf16!r}")
+        if self.early_stopping_patience is not None and self.eval_every is None:
+            raise ValueError("early_stopping_patience needs eval_every (how many steps between "
+                             "validations)")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced. `history` has one row per logged step (columns `HISTORY_COLUMNS`).
+
+    `train_seconds` counts the training steps only (validation excluded);
+    `pairs_per_second` = training pairs processed / `train_seconds`.
+    """
+
+    history: pd.DataFrame
+    best_step: int | None
+    best_val_accuracy: float | None
+    stopped_early: bool
+    pairs_per_second: float
+    train_seconds: float
+    n_steps: int
+    n_train_pairs: int
+    restored_best: bool = False
+    truncation: Any = None
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+    def __repr__(self) -> str:
+        best = ("" if self.best_step is None else
+                f", best_step={self.best_step}, best_val_accuracy={self.best_val_accuracy:.3f}")
+        return (f"TrainResult(n_steps={self.n_steps}, n_train_pairs={self.n_train_pairs}{best}, "
+                f"stopped_early={self.stopped_early}, train_seconds={self.train_seconds:.1f}, "
+                f"pairs_per_second={self.pairs_per_second:.1f})")
+
+    def plot(self, axes=None):
+        """Loss, accuracy and margin against step (validation as dots); returns the figure."""
+        import matplotlib.pyplot as plt
+
+        h = self.history
+        if axes is None:
+            fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        else:
+            fig = axes[0].figure
+        val = h.dropna(subset=["val_accuracy"])
+        panels = [("loss", "val_loss", "loss"), ("accuracy", "val_accuracy", "pairwise accuracy"),
+                  ("margin", None, "mean r(chosen) - r(rejected)")]
+        for ax, (col, val_col, title) in zip(axes, panels):
+            ax.plot(h["step"], h[col], lw=1, alpha=0.45, label=f"train {col}")
+            if len(h) >= 8:  # a moving average makes the trend readable through batch noise
+                ax.plot(h["step"], h[col].rolling(max(2, len(h) // 10), min_periods=1).mean(),
+                        lw=2, color="C0", label="train (smoothed)")
+            if val_col is not None and len(val):
+                ax.plot(val["step"], val[val_col], "o-", color="C3", label=f"val {col}")
+            if self.best_step is not None and col == "accuracy":
+                ax.axvline(self.best_step, color="grey", ls=":", label="best step")
+            ax.set_title(title)
+            ax.set_xlabel("optimizer step")
+            ax.legend(fontsize=8)
+        if "accuracy" in h:
+            axes[1].axhline(0.5, color="black", lw=0.6, ls="--")
+        fig.tight_layout()
+        return fig
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int) -> float:
+    """Multiplier of the peak lr for optimizer step `step` (0-based): linear warmup, then cosine.
+
+    Warmup climbs (step+1)/warmup_steps, so no step is wasted at lr 0 and step warmup_steps-1
+    is the peak; the cosine then falls from that peak toward 0, reaching half way at the middle
+    of the remaining steps, and the last step keeps a small non-zero lr.
+    """
+    if not isinstance(total_steps, int) or total_steps < 1:
+        raise ValueError(f"total_steps must be an int >= 1, got {total_steps!r}")
+    if not isinstance(warmup_steps, int) or not 0 <= warmup_steps <= total_steps:
+        raise ValueError(f"warmup_steps must be an int in [0, {total_steps}], got {warmup_steps!r}")
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    peak = max(warmup_steps - 1, 0)
+    progress = (step - peak) / (total_steps - peak)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: weight decay on matrices (and embeddings), none on biases and norm weights."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (decay if param.ndim >= 2 else no_decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW at `config.lr` over `param_groups(model, config.weight_decay)`."""
+    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+
+
+def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
+    if config.bf16 is True and device.type != "cuda":
+        raise ValueError("bf16=True needs a CUDA device; use bf16='auto' to fall back to float32")
+    return device.type == "cuda" and config.bf16 in (True, "auto")
+
+
+def _tokenizer_of(model: torch.nn.Module):
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise TypeError("model must be an rmcourse RewardModel (it carries its tokenizer); got "
+                        f"{type(model).__name__} without a .tokenizer")
+    return tokenizer
+
+
+def _tokenize(ds, tokenizer, max_length: int, name: str, announce: bool = True):
+    if ds is None or len(ds) == 0:
+        raise ValueError(f"{name} is empty: nothing to train or evaluate on")
+    tokenized, report = tokenize_pairs(ds, tokenizer, max_length)
+    if announce:
+        print(f"{name}: {report}")
+    if len(tokenized) == 0:
+        raise ValueError(f"{name}: every pair was dropped at max_length={max_length}; "
+                         "raise max_length")
+    return tokenized, report
+
+
+def evaluate(model: torch.nn.Module, ds, batch_size: int = 32, max_length: int = 128,
+             progress: bool = False) -> dict:
+    """Plain Bradley-Terry loss, accuracy (ties wrong), mean margin and tie count on `ds`."""
+    tokenized, _ = _tokenize(ds, _tokenizer_of(model), max_length, "eval", announce=False)
+    return _evaluate_tokenized(model, tokenized, batch_size, max_length, progress=progress)
+
+
+def _evaluate_tokenized(model, tokenized, batch_size: int, max_length: int,
+                        progress: bool = False) -> dict:
+    chosen, rejected = score_tokenized(model, tokenized, batch_size=batch_size,
+                                       max_length=max_length, progress=progress)
+    # Validation loss is the plain BT loss (no margin, no centering) so runs stay comparable.
+    loss = float(pairwise_loss(chosen, rejected))
+    diff = chosen.double() - rejected.double()
+    return {"loss": loss, "accuracy": int((diff > 0).sum()) / len(diff),
+            "margin": float(diff.mean()), "n_ties": int((diff == 0).sum())}
+
+
+def _batch_order(n_pairs: int, config: TrainConfig, generator: torch.Generator,
+                 lengths: list[int] | None) -> list[list[int]]:
+    """The micro-batches (lists of row indices) of one epoch, shuffled by the seeded generator."""
+    if config.group_by_length:
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+        return [list(b) for b in length_grouped_batches(lengths, config.batch_size, seed=seed)]
+    order = torch.randperm(n_pairs, generator=generator).tolist()
+    return [order[i:i + config.batch_size] for i in range(0, n_pairs, config.batch_size)]
+
+
+def train_reward_model(model: torch.nn.Module, train_ds, val_ds=None,
+                       config: TrainConfig | None = None, distributed: Any = None) -> TrainResult:
+    """Train `model` (an rmcourse RewardModel) on canonical pairs; returns a `TrainResult`.
+
+    `train_ds`/`val_ds` hold prompt/chosen/rejected (and optionally margin). With `val_ds`, the
+    model is validated every `config.eval_every` steps and at the end; with
+    `early_stopping_patience`, training stops after that many validations without a better
+    accuracy (ties broken by lower loss) and the best weights are put back into `model`.
+
+    `distributed` (a `rmcourse.distributed.DistInfo`, process group already initialised, e.g. by
+    `rmcourse.distributed.init_distributed` under torchrun): the forward runs through
+    DistributedDataParallel, each rank trains on its own share of every epoch's batches
+    (`batch_size` is per rank), and only rank 0 prints and shows progress. Every rank validates
+    (same weights, same result, so early stopping agrees). `pairs_per_second` is per rank.
+    """
+    config = TrainConfig() if config is None else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if config.early_stopping_patience is not None and val_ds is None:
+        raise ValueError("early_stopping_patience needs a val_ds to validate on")
+    if config.use_margin and "margin" not in getattr(train_ds, "column_names", []):
+        raise ValueError("use_margin=True but train_ds has no column 'margin'")
+    tokenizer = _tokenizer_of(model)
+    seed_everything(config.seed)
+    device = pick_device()
+    use_bf16 = _use_bf16(config, device)
+    model.to(device)
+    is_main, world, forward_model = True, 1, model
+    if distributed is not None and distributed.is_distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        is_main, world = distributed.is_main, distributed.world_size
+        forward_model = DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    train_tok, truncation = _tokenize(train_ds, tokenizer, config.max_length, "train",
+                                      announce=is_main)
+    val_tok = None
+    if val_ds is not None:
+        val_tok, val_report = _tokenize(val_ds, tokenizer, config.max_length, "val",
+                                        announce=False)
+        if is_main and (val_report.n_truncated or val_report.n_dropped):
+            print(f"val: {val_report}")
+    collate = pair_collator_for(model, config.max_length)
+    n_pairs = len(train_tok)
+    lengths = list(train_tok["length"]) if config.group_by_length else None
+    # Plain Python rows, read once: indexing a Dataset row by row is slow.
+    columns = [c for c in train_tok.column_names if c.endswith(("_input_ids", "_token_type_ids"))]
+    if config.use_margin:
+        columns.append("margin")
+    rows = train_tok.select_columns(columns).to_list()
+
+    micro_per_epoch = max(1, math.ceil(n_pairs / config.batch_size) // world)  # per rank
+    if config.max_steps is not None:
+        total_steps = config.max_steps
+    else:
+        total_steps = max(1, math.ceil(config.epochs * micro_per_epoch / config.grad_accum_steps))
+    warmup_steps = int(round(config.warmup_ratio * total_steps))
+    optimizer = make_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: lr_factor(min(s, total_steps - 1), total_steps, warmup_steps))
+
+    generator = torch.Generator().manual_seed(config.seed)
+    epoch_batches: list[list[int]] = []
+    micro_seen = 0
+
+    def next_micro_batch() -> list[int]:
+        nonlocal epoch_batches
+        if not epoch_batches:
+            epoch_batches = _batch_order(n_pairs, config, generator, lengths)
+            if world > 1:  # same order on every rank (same seed); each keeps its share
+                from rmcourse.distributed import shard_batches
+
+                epoch_batches = shard_batches(epoch_batches, distributed)
+            epoch_batches = epoch_batches[::-1]
+        return epoch_batches.pop()
+
+    history: list[dict] = []
+    pending: list[dict] = []  # per-step training stats not yet logged
+    best = {"step": None, "accuracy": -1.0, "loss": math.inf, "state": None}
+    evals_without_gain = 0
+    stopped_early = False
+    train_seconds = 0.0
+    pairs_seen = 0
+    bar = _progress_bar(total_steps, config.progress and is_main)
+    step = 0
+    for step in range(total_steps):
+        model.train()
+        t0 = time.perf_counter()
+        groups = [next_micro_batch() for _ in range(config.grad_accum_steps)]
+        n_in_step = sum(len(g) for g in groups)
+        optimizer.zero_grad(set_to_none=True)
+        step_chosen, step_rejected, step_loss = [], [], 0.0
+        for n_micro, indices in enumerate(groups, 1):
+            batch = {k: v.to(device) for k, v in collate([rows[i] for i in indices]).items()}
+            margin = batch.pop("margin", None)
+            b = len(indices)
+            # DDP all-reduces gradients in every backward; skip that on all but the last
+            # micro-batch of a step (same result: the sum is linear, just less communication).
+            sync = (forward_model.no_sync() if world > 1 and n_micro < len(groups)
+                    else nullcontext())
+            with sync, autocast(device) if use_bf16 else nullcontext():
+                rewards = forward_model(**batch)  # one forward: B chosen rows, then B rejected
+            rewards = rewards.float()
+            chosen, rejected = rewards[:b], rewards[b:]
+            loss = pairwise_loss(chosen, rejected, margin=margin,
+                                 center_coef=config.center_rewards_coef)
+            # Weight by this micro-batch's share of the step's pairs: the summed gradient then
+            # equals the gradient of the mean loss over all pairs of the step (the big batch).
+            (loss * (b / n_in_step)).backward()
+            step_loss += float(loss.detach()) * b / n_in_step
+            step_chosen.append(chosen.detach().cpu())
+            step_rejected.append(rejected.detach().cpu())
+        if config.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        lr_used = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        train_seconds += time.perf_counter() - t0
+        pairs_seen += n_in_step
+        micro_seen += len(groups)
+        c, r = torch.cat(step_chosen), torch.cat(step_rejected)
+        pending.append({"loss": step_loss, "n": n_in_step, "chosen": c, "rejected": r,
+                        "lr": lr_used})
+
+        step_no = step + 1
+        last = step_no == total_steps
+        is_eval = val_tok is not None and (
+            (config.eval_every is not None and step_no % config.eval_every == 0) or last)
+        if step_no % config.log_every == 0 or is_eval or last:
+            row = _summarise(pending, step_no, micro_seen / micro_per_epoch)
+            pending = []
+            if is_eval:
+                scores = _evaluate_tokenized(model, val_tok, config.eval_batch_size,
+                                             config.max_length)
+                row["val_loss"], row["val_accuracy"] = scores["loss"], scores["accuracy"]
+                better = (scores["accuracy"] > best["accuracy"] or
+                          (scores["accuracy"] == best["accuracy"] and scores["loss"] < best["loss"]))
+                if better:
+                    best.update(step=step_no, accuracy=scores["accuracy"], loss=scores["loss"])
+                    evals_without_gain = 0
+                    if config.early_stopping_patience is not None:
+                        best["state"] = {k: v.detach().to("cpu", copy=True)
+                                         for k, v in model.state_dict().items()}
+                else:
+                    evals_without_gain += 1
+            history.append(row)
+            if bar is not None:
+                postfix = {"loss": f"{row['loss']:.3f}", "acc": f"{row['accuracy']:.2f}"}
+                if is_eval:
+                    postfix["val_acc"] = f"{row['val_accuracy']:.2f}"
+                bar.set_postfix(postfix, refresh=False)
+        if bar is not None:
+            bar.update(1)
+        if (config.early_stopping_patience is not None
+                and evals_without_gain >= config.early_stopping_patience):
+            stopped_early = not last
+            break
+    if bar is not None:
+        bar.close()
+
+    restored = False
+    if best["state"] is not None and best["step"] != step + 1:
+        model.load_state_dict(best["state"])
+        restored = True
+    model.eval()
+    frame = pd.DataFrame(history, columns=HISTORY_COLUMNS)
+    return TrainResult(
+        history=frame,
+        best_step=best["step"],
+        best_val_accuracy=None if best["step"] is None else best["accuracy"],
+        stopped_early=stopped_early,
+        pairs_per_second=pairs_seen / train_seconds if train_seconds > 0 else float("nan"),
+        train_seconds=train_seconds,
+        n_steps=step + 1,
+        n_train_pairs=n_pairs,
+        restored_best=restored,
+        truncation=truncation,
+        config=copy.deepcopy(config),
+    )
+
+
+def _summarise(pending: list[dict], step: int, epoch: float) -> dict:
+    """One history row from the steps since the last log (pair-weighted means)."""
+    chosen = torch.cat([p["chosen"] for p in pending])
+    rejected = torch.cat([p["rejected"] for p in pending])
+    n = sum(p["n"] for p in pending)
+    rewards = torch.cat([chosen, rejected])
+    diff = chosen.double() - rejected.double()
+    return {
+        "step": step,
+        "epoch": epoch,
+        "lr": pending[-1]["lr"],
+        "loss": sum(p["loss"] * p["n"] for p in pending) / n,
+        "accuracy": int((diff > 0).sum()) / len(diff),
+        "margin": float(diff.mean()),
+        "reward_mean": float(rewards.mean()),
+        "reward_std": float(rewards.std(unbiased=False)),
+        "val_loss": np.nan,
+        "val_accuracy": np.nan,
+    }
+
+
+def _progress_bar(total: int, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="training", unit="step")
