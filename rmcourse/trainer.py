@@ -157,7 +157,7 @@ class TrainResult:
             if val_col is not None and len(val):
                 ax.plot(val["step"], val[val_col], "o-", color="C3", label=f"val {col}")
             if self.best_step is not None and col == "accuracy":
-                ax.axvline(self.best_step, color="grey", ls=":", label="best step")
+                ax.axvline(self.best_step, color="grey", ls=":", label="best val step")
             ax.set_title(title)
             ax.set_xlabel("optimizer step")
             ax.legend(fontsize=8)
@@ -197,8 +197,16 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW at `config.lr` over `param_groups(model, config.weight_decay)`."""
-    return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+    """AdamW at `config.lr` over `param_groups(model, config.weight_decay)`.
+
+    The fused implementation (one kernel over all parameters, CPU and CUDA; what TRL uses) when
+    torch offers it: the per-tensor default spends ~0.2 s per step on MiniLM on 2 CPU cores.
+    """
+    groups = param_groups(model, config.weight_decay)
+    try:
+        return torch.optim.AdamW(groups, lr=config.lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # a device or dtype without a fused kernel
+        return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
 
 
 def _use_bf16(config: TrainConfig, device: torch.device) -> bool:

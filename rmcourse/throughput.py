@@ -1,0 +1,359 @@
+"""Measure training speed honestly: pairs/s, real tokens/s, padding waste, peak memory, MFU.
+
+The chapter 04 ladder changes one thing at a time and measures each configuration the same way:
+a warm-up step first (allocators, oneDNN/cuBLAS kernel choice and torch.compile happen there and
+would otherwise be billed to the first config), then the timed steps, with CUDA synchronised
+before the clock stops.
+
+- Tokens/s counts REAL tokens (attention_mask == 1). Padded positions cost compute but teach the
+  model nothing, so a config that pads more looks worse here, as it should.
+- Peak memory: on CUDA `torch.cuda.max_memory_allocated` (tensors only; reset before each config).
+  On Linux CPUs the process's peak resident set size (VmHWM in /proc/self/status, reset through
+  /proc/self/clear_refs): it includes the Python process, the model and the optimizer state, not
+  only activations, so compare configs by their difference. Elsewhere it is reported as unknown.
+- Model FLOPs utilisation (MFU, Chowdhery et al. 2022, PaLM, arXiv 2204.02311, appendix B): the
+  FLOPs a training step needs, about 6 x parameters x tokens (2 for the forward, 4 for the
+  backward; Kaplan et al. 2020, arXiv 2001.08361), per second, over the device's peak dense bf16
+  FLOP/s. Only matrix-multiplying parameters count, so embeddings (a lookup) are left out, and
+  attention's own FLOPs are ignored (small at these lengths). Peaks come from NVIDIA datasheets.
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import torch
+
+__all__ = [
+    "PEAK_BF16_TFLOPS",
+    "ThroughputReport",
+    "count_parameters",
+    "real_and_padded_tokens",
+    "reset_peak_memory",
+    "peak_memory",
+    "peak_bf16_flops",
+    "model_flops_utilization",
+    "stacked_forward",
+    "separate_forward",
+    "measure_training",
+    "environment_summary",
+]
+
+# Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from NVIDIA's datasheets. Matched by
+# substring of torch.cuda.get_device_name(); the first match wins, so specific names come first.
+PEAK_BF16_TFLOPS: dict[str, float] = {
+    "H200": 989.0,        # H200 SXM datasheet (same compute as H100 SXM)
+    "H100 PCIe": 756.0,   # H100 PCIe datasheet
+    "H100 NVL": 835.0,    # H100 NVL datasheet
+    "H100": 989.0,        # H100 SXM ("NVIDIA H100 80GB HBM3") datasheet
+    "A100": 312.0,        # A100 datasheet (SXM and PCIe)
+    "L40S": 362.0,        # L40S datasheet
+    "L4": 121.0,          # L4 datasheet
+    "RTX 4090": 165.2,    # Ada whitepaper, FP16/BF16 with FP32 accumulate
+}
+
+
+@dataclass(frozen=True)
+class ThroughputReport:
+    """Timed training steps of one configuration (warm-up steps excluded)."""
+
+    name: str
+    n_steps: int
+    n_pairs: int
+    real_tokens: int
+    padded_tokens: int
+    seconds: float
+    peak_memory_bytes: int | None = None
+    memory_kind: str = "unknown"
+    mfu: float | None = None
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.n_pairs / self.seconds
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Real (non-pad) tokens per second."""
+        return self.real_tokens / self.seconds
+
+    @property
+    def padding_waste(self) -> float:
+        """Share of the computed token positions that were padding."""
+        return 1.0 - self.real_tokens / self.padded_tokens
+
+    def as_row(self) -> dict:
+        """A flat dict for a pandas DataFrame row."""
+        row = asdict(self)
+        row.update(pairs_per_s=self.pairs_per_second, tokens_per_s=self.tokens_per_second,
+                   padding_waste=self.padding_waste,
+                   peak_memory_mib=None if self.peak_memory_bytes is None
+                   else self.peak_memory_bytes / 2**20)
+        return row
+
+
+def count_parameters(model: torch.nn.Module, include_embeddings: bool = False) -> int:
+    """Trainable parameters; embedding tables are left out by default (they do no matmul)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    skip: set[int] = set()
+    if not include_embeddings:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Embedding):
+                skip.update(id(p) for p in module.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in skip)
+
+
+def real_and_padded_tokens(attention_mask: torch.Tensor) -> tuple[int, int]:
+    """(real tokens, all positions) of a padded batch's attention mask."""
+    if not isinstance(attention_mask, torch.Tensor):
+        raise TypeError(f"attention_mask must be a torch.Tensor, got {type(attention_mask).__name__}")
+    if attention_mask.dim() != 2:
+        raise ValueError(f"attention_mask must be [N, L], got shape {tuple(attention_mask.shape)}")
+    return int(attention_mask.sum()), attention_mask.numel()
+
+
+# ---------------------------------------------------------------- memory
+_STATUS = "/proc/self/status"
+
+
+def _read_hwm_bytes() -> int | None:
+    try:
+        with open(_STATUS) as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_memory(device: torch.device | str) -> None:
+    """Start a new peak: CUDA's allocator counter, or the process's peak RSS on Linux."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    _release_freed_memory()
+    try:  # writing "5" resets VmHWM to the current RSS (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc), so the next peak starts from what is in use."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.collect()
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def peak_memory(device: torch.device | str) -> tuple[int | None, str]:
+    """(bytes or None, what was measured) since the last `reset_peak_memory`."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device)), "CUDA max_memory_allocated"
+    value = _read_hwm_bytes()
+    if value is None:
+        return None, "unknown (no /proc/self/status on this OS)"
+    return value, "process peak RSS (VmHWM)"
+
+
+# ---------------------------------------------------------------- FLOPs
+def peak_bf16_flops(device_name: str) -> float | None:
+    """Peak dense bf16 FLOP/s of a CUDA device by name, or None when the table does not know it."""
+    if not isinstance(device_name, str):
+        raise TypeError(f"device_name must be a str, got {type(device_name).__name__}")
+    for key, tflops in PEAK_BF16_TFLOPS.items():
+        if key.lower() in device_name.lower():
+            return tflops * 1e12
+    return None
+
+
+def model_flops_utilization(n_params: int, tokens_per_second: float, peak_flops: float) -> float:
+    """6 * n_params * tokens_per_second / peak_flops: the share of the device's peak doing useful matmuls."""
+    if isinstance(n_params, bool) or not isinstance(n_params, int) or n_params < 1:
+        raise ValueError(f"n_params must be a positive int, got {n_params!r}")
+    for name, value in (("tokens_per_second", tokens_per_second), ("peak_flops", peak_flops)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if tokens_per_second < 0:
+        raise ValueError(f"tokens_per_second must be >= 0, got {tokens_per_second}")
+    if peak_flops <= 0:
+        raise ValueError(f"peak_flops must be > 0, got {peak_flops}")
+    return 6.0 * n_params * tokens_per_second / peak_flops
+
+
+# ---------------------------------------------------------------- forwards
+def _inputs(batch: Mapping[str, torch.Tensor], rows: slice, device: torch.device,
+            trim: bool) -> dict[str, torch.Tensor]:
+    mask = batch["attention_mask"][rows]
+    width = int(mask.sum(dim=1).max()) if trim else mask.shape[1]  # right padding: cut pad columns
+    out = {"input_ids": batch["input_ids"][rows, :width], "attention_mask": mask[:, :width]}
+    if "token_type_ids" in batch:
+        out["token_type_ids"] = batch["token_type_ids"][rows, :width]
+    return {k: v.to(device, non_blocking=True) for k, v in out.items()}
+
+
+def _check_batch(batch: Any) -> int:
+    if not isinstance(batch, Mapping) or "input_ids" not in batch or "attention_mask" not in batch:
+        raise ValueError("batch must be a PairCollator dict with 'input_ids' and 'attention_mask'")
+    n = batch["input_ids"].shape[0]
+    if n % 2 or n == 0:
+        raise ValueError(f"a pair batch has an even number of rows (B chosen, then B rejected), got {n}")
+    return n // 2
+
+
+def stacked_forward(model: torch.nn.Module, batch: Mapping[str, torch.Tensor],
+                    device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """ONE forward over the [2B, L] batch; rows 0..B-1 are chosen, B..2B-1 rejected."""
+    b = _check_batch(batch)
+    device = torch.device(device) if device is not None else batch["input_ids"].device
+    rewards = model(**_inputs(batch, slice(None), device, trim=False))
+    return rewards[:b], rewards[b:]
+
+
+def separate_forward(model: torch.nn.Module, batch: Mapping[str, torch.Tensor],
+                     device: torch.device | str | None = None,
+                     trim: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seed's TWO forwards, chosen then rejected (errata 4).
+
+    `trim=True` cuts each half to its own longest row (dynamic padding); `trim=False` keeps the
+    batch's width (with a fixed `pad_to=512` batch: the seed's exact cost).
+    """
+    b = _check_batch(batch)
+    device = torch.device(device) if device is not None else batch["input_ids"].device
+    chosen = model(**_inputs(batch, slice(0, b), device, trim))
+    rejected = model(**_inputs(batch, slice(b, 2 * b), device, trim))
+    return chosen, rejected
+
+
+# ---------------------------------------------------------------- timing
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_training(
+    name: str,
+    model: torch.nn.Module,
+    batches: Sequence[Mapping[str, torch.Tensor]],
+    forward: Callable[..., tuple[torch.Tensor, torch.Tensor]] = stacked_forward,
+    *,
+    lr: float = 1e-5,
+    warmup_steps: int = 1,
+    device: torch.device | str | None = None,
+    autocast_dtype: torch.dtype | None = None,
+    n_params_for_mfu: int | None = None,
+    progress: Any = None,
+) -> ThroughputReport:
+    """Train `model` one optimizer step per batch and time the steps after `warmup_steps`.
+
+    The warm-up steps run the first batches and are not counted, so pass
+    `warmup_steps + n_timed` batches. Each step: forward (`forward(model, batch, device)`),
+    Bradley-Terry loss, backward, AdamW step. Token counts come from the attention masks the
+    model actually received (a forward pre-hook), so trimmed halves count as computed. `autocast_dtype=torch.bfloat16` runs the forward
+    under CUDA autocast. `n_params_for_mfu` (CUDA with a known device) fills `mfu`.
+    """
+    from rmcourse.losses import pairwise_loss
+
+    if not isinstance(name, str) or not name:
+        raise ValueError("name must be a non-empty string")
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
+    batches = list(batches)
+    if len(batches) <= warmup_steps:
+        raise ValueError(f"need more than warmup_steps={warmup_steps} batches, got {len(batches)}")
+    for i, batch in enumerate(batches):
+        try:
+            _check_batch(batch)
+        except ValueError as err:
+            raise ValueError(f"batch {i}: {err}") from None
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if autocast_dtype is not None and device.type != "cuda":
+        raise ValueError("autocast_dtype needs a CUDA device (bf16 autocast is not taught on CPU)")
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+    def step(batch: Mapping[str, torch.Tensor]) -> None:
+        if autocast_dtype is not None:
+            with torch.autocast("cuda", dtype=autocast_dtype):
+                chosen, rejected = forward(model, batch, device)
+        else:
+            chosen, rejected = forward(model, batch, device)
+        loss = pairwise_loss(chosen.float(), rejected.float())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for batch in batches[:warmup_steps]:
+        step(batch)
+    _sync(device)
+    reset_peak_memory(device)
+    # Count what the model was actually given (two trimmed halves compute fewer positions than
+    # the collated batch holds); tensors are summed on the device to avoid a sync per forward.
+    seen: dict[str, Any] = {"real": 0, "positions": 0}
+
+    def count(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        if isinstance(mask, torch.Tensor):
+            seen["real"] = seen["real"] + mask.sum()
+            seen["positions"] += mask.numel()
+
+    handle = model.register_forward_pre_hook(count, with_kwargs=True)
+    pairs = batch_real = batch_positions = 0
+    timed = batches[warmup_steps:]
+    try:
+        start = time.perf_counter()
+        for batch in timed:
+            step(batch)
+            pairs += batch["input_ids"].shape[0] // 2
+            r, p = real_and_padded_tokens(batch["attention_mask"])
+            batch_real += r
+            batch_positions += p
+            if progress is not None:
+                progress.update(1)
+        _sync(device)
+        seconds = time.perf_counter() - start
+    finally:
+        handle.remove()
+    real, padded = batch_real, batch_positions
+    if seen["positions"]:
+        real, padded = int(seen["real"]), int(seen["positions"])
+    peak, kind = peak_memory(device)
+    mfu = None
+    if n_params_for_mfu is not None and device.type == "cuda":
+        peak_flops = peak_bf16_flops(torch.cuda.get_device_name(device))
+        if peak_flops is not None:
+            mfu = model_flops_utilization(n_params_for_mfu, real / seconds, peak_flops)
+    del optimizer
+    return ThroughputReport(name=name, n_steps=len(timed), n_pairs=pairs, real_tokens=real,
+                            padded_tokens=padded, seconds=seconds, peak_memory_bytes=peak,
+                            memory_kind=kind, mfu=mfu)
+
+
+def cpu_threads() -> int:
+    """Threads torch uses for intra-op work on CPU (what the timings depend on)."""
+    return torch.get_num_threads()
+
+
+def environment_summary(device: torch.device | str) -> str:
+    """One line naming what the numbers were measured on (device, threads, torch version)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        where = f"CPU, {os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads"
+    return f"{where}; torch {torch.__version__}"

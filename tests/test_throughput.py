@@ -1,0 +1,145 @@
+"""Measuring helpers of chapter 04: token counts, memory, MFU, the two forward styles, timing."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rmcourse.throughput import (ThroughputReport, count_parameters, measure_training,
+                                 model_flops_utilization, peak_bf16_flops, peak_memory,
+                                 real_and_padded_tokens, reset_peak_memory, separate_forward,
+                                 stacked_forward)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """(RewardModel on a random 2-layer BERT, list of PairCollator batches)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from rmcourse.models import RewardModel, bundled_model_path
+    from rmcourse.tokenization import PairCollator, tokenize_pairs
+    from rmcourse.world import PreferenceWorld
+
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path("minilm")[0])
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=256,
+                        num_labels=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    model = RewardModel(BertForSequenceClassification(config), tokenizer)
+    tok, _ = tokenize_pairs(PreferenceWorld(0).pairs("train", 12), tokenizer, 192)
+    collate = PairCollator(tokenizer, 192)
+    rows = tok.to_list()
+    batches = [collate(rows[i:i + 4]) for i in range(0, 12, 4)]
+    return model, batches
+
+
+def test_parameters_without_embeddings():
+    model = torch.nn.Sequential(torch.nn.Embedding(100, 8), torch.nn.Linear(8, 2))
+    assert count_parameters(model) == 8 * 2 + 2
+    assert count_parameters(model, include_embeddings=True) == 100 * 8 + 18
+    model[1].weight.requires_grad_(False)
+    assert count_parameters(model) == 2
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        count_parameters("model")  # type: ignore[arg-type]
+
+
+def test_real_and_padded_tokens():
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]])
+    assert real_and_padded_tokens(mask) == (4, 8)
+    with pytest.raises(ValueError, match=r"\[N, L\]"):
+        real_and_padded_tokens(torch.ones(3))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        real_and_padded_tokens([[1, 0]])  # type: ignore[arg-type]
+
+
+def test_report_rates_and_waste():
+    r = ThroughputReport("x", n_steps=2, n_pairs=8, real_tokens=300, padded_tokens=400, seconds=2.0)
+    assert r.pairs_per_second == 4.0 and r.tokens_per_second == 150.0
+    assert r.padding_waste == pytest.approx(0.25)
+    assert r.as_row()["pairs_per_s"] == 4.0
+
+
+def test_peak_memory_sees_a_big_allocation_on_cpu():
+    reset_peak_memory("cpu")
+    before, kind = peak_memory("cpu")
+    if before is None:
+        pytest.skip("no /proc/self/status on this OS")
+    block = torch.ones(64 * 2**20 // 4)  # 64 MiB, touched
+    block += 1
+    after, _ = peak_memory("cpu")
+    del block
+    assert "RSS" in kind
+    assert after - before >= 48 * 2**20
+
+
+def test_peak_flops_table_and_mfu():
+    assert peak_bf16_flops("NVIDIA H100 80GB HBM3") == pytest.approx(989e12)
+    assert peak_bf16_flops("NVIDIA H100 PCIe") == pytest.approx(756e12)
+    assert peak_bf16_flops("NVIDIA A100-SXM4-40GB") == pytest.approx(312e12)
+    assert peak_bf16_flops("Some Future GPU") is None
+    # 6 * 1e9 params * 1e4 tokens/s = 6e13 FLOP/s, a tenth of a 6e14 peak
+    assert model_flops_utilization(10**9, 1e4, 6e14) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="n_params"):
+        model_flops_utilization(0, 1.0, 1.0)
+    with pytest.raises(ValueError, match="peak_flops must be > 0"):
+        model_flops_utilization(10, 1.0, 0.0)
+    with pytest.raises(TypeError, match="device_name"):
+        peak_bf16_flops(None)  # type: ignore[arg-type]
+
+
+def test_stacked_and_separate_forwards_give_the_same_rewards(tiny):
+    model, batches = tiny
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            c1, r1 = stacked_forward(model, batch)
+            c2, r2 = separate_forward(model, batch, trim=True)
+            c3, r3 = separate_forward(model, batch, trim=False)
+            assert c1.shape == (4,)
+            torch.testing.assert_close(c1, c2, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(r1, r2, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(c1, c3, atol=1e-5, rtol=1e-4)
+
+
+def test_forward_rejects_an_odd_batch(tiny):
+    model, batches = tiny
+    odd = {k: v[:3] for k, v in batches[0].items()}
+    with pytest.raises(ValueError, match="even number of rows"):
+        stacked_forward(model, odd)
+    with pytest.raises(ValueError, match="'input_ids'"):
+        separate_forward(model, {"attention_mask": odd["attention_mask"]})
+
+
+def test_measure_training_counts_only_the_timed_steps(tiny):
+    model, batches = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = measure_training("stacked", model, batches, warmup_steps=1, lr=1e-3)
+    assert report.n_steps == 2 and report.n_pairs == 8
+    real = sum(int(b["attention_mask"].sum()) for b in batches[1:])
+    assert report.real_tokens == real
+    assert report.padded_tokens == sum(b["attention_mask"].numel() for b in batches[1:])
+    assert report.seconds > 0 and report.mfu is None
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items()), "no update"
+    model.load_state_dict(before)
+
+
+def test_measure_training_validates(tiny):
+    model, batches = tiny
+    with pytest.raises(ValueError, match="need more than warmup_steps=3"):
+        measure_training("x", model, batches, warmup_steps=3)
+    with pytest.raises(ValueError, match="autocast_dtype needs a CUDA device"):
+        measure_training("x", model, batches, autocast_dtype=torch.bfloat16, device="cpu")
+    with pytest.raises(ValueError, match="batch 1"):
+        measure_training("x", model, [batches[0], {"input_ids": torch.zeros(3, 2)}])
+
+
+def test_measure_training_counts_the_positions_the_model_computed(tiny):
+    model, batches = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    stacked = measure_training("stacked", model, batches, stacked_forward, lr=1e-6)
+    model.load_state_dict(before)
+    separate = measure_training("separate", model, batches, separate_forward, lr=1e-6)
+    model.load_state_dict(before)
+    assert separate.real_tokens == stacked.real_tokens
+    # each half trimmed to its own longest row: fewer positions than the shared width
+    assert separate.padded_tokens < stacked.padded_tokens
+    assert separate.padding_waste < stacked.padding_waste

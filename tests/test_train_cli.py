@@ -1,0 +1,132 @@
+"""`python -m rmcourse.train`: help, a real 2-step run that writes a reloadable checkpoint, bad args."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rmcourse.train import build_parser, main, parse_world_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_backbone(tmp_path_factory) -> Path:
+    """A randomly initialised 2-layer BERT with MiniLM's tokenizer (a transformers folder)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from rmcourse.models import bundled_model_path
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    tokenizer = AutoTokenizer.from_pretrained(bundled_model_path("minilm")[0])
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        num_labels=1)
+    torch.manual_seed(0)
+    BertForSequenceClassification(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def test_module_help_documents_every_option():
+    proc = subprocess.run([sys.executable, "-m", "rmcourse.train", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    for option in ("--data", "--format", "--backbone", "--output", "--max-length", "--batch-size",
+                   "--lr", "--epochs", "--max-steps", "--grad-accum", "--margin",
+                   "--center-rewards-coef", "--val-data", "--eval-every", "--seed",
+                   "--weights-checksum", "world:SPLIT:N", "torchrun"):
+        assert option in proc.stdout, f"--help does not mention {option}"
+
+
+def test_two_step_run_writes_a_checkpoint_transformers_reloads(tiny_backbone, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    from rmcourse.distributed import parameter_checksum
+    from rmcourse.models import RewardModel
+
+    out = tmp_path / "ckpt"
+    sums = tmp_path / "sums.json"
+    code = main(["--data", "world:train:24", "--val-data", "world:validation:8",
+                 "--backbone", str(tiny_backbone), "--output", str(out), "--max-steps", "2",
+                 "--batch-size", "4", "--max-length", "96", "--lr", "1e-3", "--no-progress",
+                 "--weights-checksum", str(sums), "--threads", "1"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "trained 2 steps" in printed and "saved checkpoint" in printed
+    assert "validation accuracy" in printed
+
+    hf = AutoModelForSequenceClassification.from_pretrained(out)
+    assert hf.config.num_labels == 1
+    initial = AutoModelForSequenceClassification.from_pretrained(tiny_backbone)
+    assert not torch.equal(hf.classifier.weight, initial.classifier.weight), "head never trained"
+    saved = RewardModel.from_pretrained(out, device="cpu")
+    assert json.loads(sums.read_text()) == {"world_size": 1, "checksums": [parameter_checksum(saved)]}
+    meta = json.loads((out / "rmcourse.json").read_text())["metadata"]
+    assert meta["steps"] == 2 and meta["trained_with"] == "rmcourse.train"
+    # The same rewards through transformers alone and through rmcourse.
+    text = saved.tokenizer("What is rain?", "Water falling from clouds.", return_tensors="pt")
+    with torch.no_grad():
+        direct = hf(**text).logits.squeeze(-1)
+        ours = saved(text["input_ids"], text["attention_mask"], text["token_type_ids"])
+    torch.testing.assert_close(direct, ours)
+
+
+def test_a_local_file_in_a_known_format_trains(tiny_backbone, tmp_path, capsys):
+    data = ROOT / "tests" / "fixtures" / "trl_standard.jsonl"
+    code = main(["--data", str(data), "--format", "trl_standard", "--backbone", str(tiny_backbone),
+                 "--max-steps", "1", "--batch-size", "2", "--max-length", "96", "--no-progress"])
+    assert code == 0
+    assert "trained 1 steps" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["--data", "no/such/file.jsonl"], "--data: no such file or folder 'no/such/file.jsonl'"),
+    (["--data", "world:train:8", "--val-data", "missing.json"], "--val-data: no such file or folder"),
+    (["--data", "world:dev:8"], "unknown preference-world split 'dev'"),
+    (["--data", "world:train:zero"], "N in 'world:train:zero' must be an integer"),
+    (["--data", "world:train"], "not of the form world:SPLIT:N"),
+    (["--data", "world:train:8", "--format", "xyz"], "--format: unknown format 'xyz'"),
+    (["--data", "world:train:8", "--backbone", "gpt9"], "--backbone: unknown backbone 'gpt9'"),
+    (["--data", "world:train:8", "--batch-size", "0"], "must be a positive integer, got '0'"),
+    (["--data", "world:train:8", "--lr", "-1"], "must be a positive number"),
+    (["--data", "world:train:8", "--eval-every", "5"], "--eval-every needs --val-data"),
+    (["--data", "world:train:8", "--warmup-ratio", "2"], "--warmup-ratio must be in [0, 1]"),
+    ([], "the following arguments are required: --data"),
+])
+def test_bad_arguments_exit_2_and_name_the_problem(args, problem, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    assert exit_info.value.code == 2
+    assert problem in capsys.readouterr().err
+
+
+def test_backbone_folder_without_config_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["--data", "world:train:8", "--backbone", str(tmp_path)])
+    assert "has no config.json" in capsys.readouterr().err
+
+
+def test_margin_flag_needs_a_margin_column(tiny_backbone, tmp_path):
+    data = tmp_path / "no_margin.jsonl"
+    data.write_text(json.dumps({"prompt": "Hi?", "chosen": "Hello there!", "rejected": "Go away."}) + "\n")
+    with pytest.raises(SystemExit, match="no 'margin' column"):
+        main(["--data", str(data), "--backbone", str(tiny_backbone), "--margin", "--max-steps", "1",
+              "--no-progress"])
+
+
+def test_world_spec_parsing():
+    assert parse_world_spec("world:train:10") == ("train", 10, 0)
+    assert parse_world_spec("world:val:3:7") == ("validation", 3, 7)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        parse_world_spec("world:test:0")
+
+
+def test_parser_defaults_are_the_course_defaults():
+    args = build_parser().parse_args(["--data", "world:train:8"])
+    assert (args.backbone, args.max_length, args.epochs, args.grad_accum, args.seed) == ("minilm", 128, 1.0, 1, 0)
+    assert args.group_by_length and args.progress and args.output is None
