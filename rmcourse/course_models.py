@@ -3,7 +3,7 @@
 `course_reward_model()` returns the MiniLM reward model trained on the preference world with
 chapter 03's recipe. It loads the checkpoint from `artifacts/ch03-minilm-rm/` when that exists and
 was made by the same recipe (same version, data sizes, hyper-parameters), and otherwise trains it
-(a minute or two on 2 CPU cores) and saves it atomically. So chapters 05 and 06 never retrain when
+(about two minutes on 2 CPU cores) and saves it atomically. So chapters 05 and 06 never retrain when
 chapter 03 has run, and still run on their own when it has not.
 
 Also here, for chapter 03: the learning document's double-head model (`SeedDoubleHeadRewardModel`,
@@ -66,12 +66,12 @@ class CourseRecipe:
 
 
 def course_recipe(progress: bool = True) -> CourseRecipe:
-    """Chapter 03's recipe: 512 pairs on CPU (a minute or two on 2 cores), 8000 on a GPU.
+    """Chapter 03's recipe: 512 pairs on CPU (about two minutes on 2 cores), 8000 on a GPU.
 
     One epoch (InstructGPT and Llama 2 train reward models for one epoch: more overfits), AdamW at
     lr 2e-4 with 10% warmup then cosine decay, batches of 8 pairs grouped by length (less
     padding), 128 tokens, validation every 16 steps. On 2 CPU cores MiniLM trains at roughly
-    4-8 pairs/s at these lengths (measured), hence the small CPU size.
+    4-6 pairs/s at these lengths (measured: 40-110 tokens a text), hence the small CPU size.
     """
     config = TrainConfig(lr=2e-4, batch_size=scaled(8, 32), epochs=1.0, warmup_ratio=0.1,
                          weight_decay=0.01, max_grad_norm=1.0, max_length=128,
@@ -201,7 +201,7 @@ def course_reward_model(retrain: bool = False, progress: bool = True,
             return (model, _stored_result(model.metadata, recipe)) if return_result else model
     elif not retrain:
         reason = "none saved yet" if saved is None else "saved with another recipe"
-        print(f"chapter-03 reward model: {reason}; training it now (a minute or two on a CPU)")
+        print(f"chapter-03 reward model: {reason}; training it now (about two minutes on a CPU)")
     model, result = train_course_reward_model(recipe, save=True, progress=progress, splits=splits)
     model.eval()
     return (model, result) if return_result else model

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -272,8 +271,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = train_reward_model(model, train_ds, val_ds, config, **kwargs)
         wall = time.perf_counter() - start
         pairs_per_s = result.pairs_per_second * info.world_size
-        _say(info, f"trained {result.n_steps} steps on {result.n_train_pairs} pairs in {wall:.1f} s "
-                   f"({pairs_per_s:.1f} training pairs/s over {info.world_size} process(es))")
+        seen = round(result.pairs_per_second * result.train_seconds) * info.world_size
+        _say(info, f"trained {result.n_steps} steps ({seen} pairs seen, from {result.n_train_pairs} "
+                   f"training pairs) in {wall:.1f} s, {pairs_per_s:.1f} training pairs/s over "
+                   f"{info.world_size} process(es)")
         if result.best_val_accuracy is not None:
             _say(info, f"best validation accuracy {result.best_val_accuracy:.3f} "
                        f"at step {result.best_step}")
