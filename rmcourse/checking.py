@@ -1,8 +1,9 @@
 """Feedback for exercises: tell the learner what is wrong, not just 'assert failed'."""
 from __future__ import annotations
 
+import math
 import traceback
-from typing import Callable
+from typing import Any, Callable
 
 
 def expect(condition: bool, message: str) -> None:
@@ -31,3 +32,18 @@ def check(name: str, test: Callable[[], None]) -> bool:
         return False
     print(f"✅ {name}")
     return True
+
+
+def as_number(value: Any, what: str) -> float:
+    """A learner's return value as one finite float, or an AssertionError saying what it was."""
+    expect(value is not None, f"{what} returned None: did you forget `return`?")
+    if hasattr(value, "numel") and hasattr(value, "item"):  # a torch tensor
+        expect(value.numel() == 1, f"{what} returned a tensor of shape {tuple(value.shape)}, "
+                                   "expected one number")
+        value = value.item()
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what} returned {type(value).__name__}, expected a number") from None
+    expect(math.isfinite(out), f"{what} returned {out}, expected a finite number")
+    return out

@@ -13,7 +13,7 @@ import torch
 from scipy.special import expit
 
 from rmcourse.calibration import expected_calibration_error, fit_temperature
-from rmcourse.checking import check, expect
+from rmcourse.checking import as_number, check, expect
 from rmcourse.ranking import kendall_tau, seed_kendall_tau
 
 __all__ = [
@@ -25,18 +25,7 @@ __all__ = [
 ]
 
 
-def _number(value: Any, what: str) -> float:
-    expect(value is not None, f"{what} returned None: did you forget `return`?")
-    if isinstance(value, torch.Tensor):
-        expect(value.numel() == 1, f"{what} returned a tensor of shape {tuple(value.shape)}, "
-                                   "expected one number")
-        value = value.item()
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise AssertionError(f"{what} returned {type(value).__name__}, expected a number") from None
-    expect(math.isfinite(out), f"{what} returned {out}, expected a finite number")
-    return out
+_number = as_number  # shared with the other chapters' checkers
 
 
 # ----------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rmcourse.checking import check, expect
+from rmcourse.checking import as_number, check, expect
 from rmcourse.ensembles import combine_rewards, uncertainty_weighted_pair_loss
 from rmcourse.overoptimization import expected_best_of_n, gao_bon_curve, kl_best_of_n
 
@@ -27,18 +27,7 @@ __all__ = [
 ]
 
 
-def _number(value: Any, what: str) -> float:
-    expect(value is not None, f"{what} returned None: did you forget `return`?")
-    if isinstance(value, torch.Tensor):
-        expect(value.numel() == 1, f"{what} returned a tensor of shape {tuple(value.shape)}, "
-                                   "expected one number")
-        value = value.item()
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise AssertionError(f"{what} returned {type(value).__name__}, expected a number") from None
-    expect(math.isfinite(out), f"{what} returned {out}, expected a finite number")
-    return out
+_number = as_number  # shared with the other chapters' checkers
 
 
 def _tensor(value: Any, what: str, shape: tuple) -> torch.Tensor:
