@@ -126,7 +126,25 @@ def test_recipe_identity_and_defaults():
     assert recipe.config.epochs == 1.0 and recipe.config.max_steps is None
     assert recipe.version == cm.RECIPE_VERSION and recipe.base_model == "minilm"
     if not torch.cuda.is_available():
-        assert (recipe.n_train, recipe.config.batch_size) == (512, 8)
+        assert (recipe.n_train, recipe.config.batch_size, recipe.frozen_layers) == (256, 8, 2)
+    else:
+        assert recipe.frozen_layers == 0  # a GPU trains every layer
+    changed = cm.CourseRecipe(**{**vars(recipe), "frozen_layers": recipe.frozen_layers + 1})
+    assert changed.to_dict() != recipe.to_dict()  # freezing is part of the identity
+
+
+def test_frozen_layers_of_the_recipe_stay_at_their_initial_weights(tiny_recipe, tiny_base):
+    recipe = cm.CourseRecipe(**{**vars(tiny_recipe), "frozen_layers": 1})
+    model, result = cm.train_course_reward_model(recipe, save=False, progress=False)
+    base = RewardModel.from_pretrained(tiny_base)
+    trained = dict(model.named_parameters())
+    for name, param in base.named_parameters():
+        same = torch.equal(param, trained[name].detach().cpu())
+        if ".embeddings." in name or ".layer.0." in name:
+            assert same, f"{name} should be frozen"
+        elif name.endswith("classifier.weight"):
+            assert not same, "the reward head did not train"
+    assert result.n_steps == 2
 
 
 def test_splits_follow_the_recipe(tiny_recipe):

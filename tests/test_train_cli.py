@@ -39,7 +39,7 @@ def test_module_help_documents_every_option():
     for option in ("--data", "--format", "--backbone", "--output", "--max-length", "--batch-size",
                    "--lr", "--epochs", "--max-steps", "--grad-accum", "--margin",
                    "--center-rewards-coef", "--val-data", "--eval-every", "--seed",
-                   "--weights-checksum", "world:SPLIT:N", "torchrun"):
+                   "--weights-checksum", "--freeze-layers", "world:SPLIT:N", "torchrun"):
         assert option in proc.stdout, f"--help does not mention {option}"
 
 
@@ -103,6 +103,27 @@ def test_bad_arguments_exit_2_and_name_the_problem(args, problem, capsys):
         main(args)
     assert exit_info.value.code == 2
     assert problem in capsys.readouterr().err
+
+
+def test_freeze_layers_keeps_the_lower_weights_and_refuses_too_many(tiny_backbone, tmp_path, capsys):
+    from transformers import AutoModelForSequenceClassification
+
+    out = tmp_path / "frozen"
+    code = main(["--data", "world:train:8", "--backbone", str(tiny_backbone), "--output", str(out),
+                 "--max-steps", "2", "--batch-size", "4", "--max-length", "96", "--lr", "1e-2",
+                 "--freeze-layers", "1", "--no-progress", "--threads", "1"])
+    assert code == 0 and "embeddings + 1 layers" in capsys.readouterr().out
+    before = AutoModelForSequenceClassification.from_pretrained(tiny_backbone).state_dict()
+    after = AutoModelForSequenceClassification.from_pretrained(out).state_dict()
+    assert torch.equal(before["bert.embeddings.word_embeddings.weight"],
+                       after["bert.embeddings.word_embeddings.weight"])
+    assert torch.equal(before["bert.encoder.layer.0.output.dense.weight"],
+                       after["bert.encoder.layer.0.output.dense.weight"])
+    assert not torch.equal(before["bert.encoder.layer.1.output.dense.weight"],
+                           after["bert.encoder.layer.1.output.dense.weight"])
+    with pytest.raises(SystemExit, match=r"--freeze-layers: n_layers must be in \[0, 2\]"):
+        main(["--data", "world:train:8", "--backbone", str(tiny_backbone), "--max-steps", "1",
+              "--freeze-layers", "3", "--no-progress"])
 
 
 def test_backbone_folder_without_config_is_refused(tmp_path, capsys):
