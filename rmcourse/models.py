@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import importlib.util
 import json
 import os
@@ -61,6 +62,8 @@ BUNDLED: dict[str, tuple[str, str | None, str | None, str]] = {
 }
 
 METADATA_FILE = "rmcourse.json"
+# Configs of the GGUF files rmcourse knows, keyed by sha256 (written by tools/snapshot_gguf_config.py).
+GGUF_CONFIGS_FILE = Path(__file__).resolve().parent / "data" / "gguf_configs.json"
 DEFAULT_MAX_LENGTH = 512
 # SmolLM2's distinct pad token: an existing special token, never produced by its chat format.
 DECODER_PAD_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "[PAD]")
@@ -94,6 +97,30 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
         if old_tqdm is not None:
             gguf_utils.tqdm = old_tqdm
+
+
+@contextlib.contextmanager
+def _gguf_parsed_once() -> Iterator[None]:
+    """Within the block, parse a GGUF file once and build gguf's tensor-name table once.
+
+    Loading SmolLM2 through transformers parses the whole GGUF metadata (its 49k-token vocabulary
+    included) once for the tokenizer and once more for the weights, and asks gguf for a fresh
+    `TensorNameMap(arch, n_blocks)` for each of its 397 submodules: about 10 s of a ~25 s load
+    on 2 CPU cores. Both are pure, read-only results of their arguments, so they are shared for
+    the block and the originals put back after it.
+    """
+    try:
+        import gguf
+    except ImportError:  # transformers raises its own clear error about the missing package
+        yield
+        return
+    original_reader, original_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.lru_cache(maxsize=2)(original_reader)
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = original_reader, original_map
 
 
 def bundled_model_path(name: str) -> tuple[str, str | None]:
@@ -133,6 +160,37 @@ def _resolve_dtype(dtype: Any) -> torch.dtype | None:
     if isinstance(dtype, str) and isinstance(getattr(torch, dtype, None), torch.dtype):
         return getattr(torch, dtype)
     raise ValueError(f"unknown dtype {dtype!r}; use e.g. torch.float32 or 'bfloat16'")
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks (about 0.1 s for SmolLM2's 98 MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def gguf_config(folder: str, gguf_file: str) -> Any:
+    """The transformers config of a GGUF model.
+
+    transformers reads it from the GGUF header, which means parsing the whole metadata block,
+    tokenizer vocabulary included: about 5 s for SmolLM2, on top of the two parses the tokenizer and
+    the weights need anyway. For files whose sha256 is in `GGUF_CONFIGS_FILE` the stored config is
+    used instead (a test checks it equals the parsed one); any other file is parsed.
+    """
+    from transformers import AutoConfig
+
+    path = os.path.join(folder, gguf_file)
+    try:
+        known = json.loads(GGUF_CONFIGS_FILE.read_text())
+    except (OSError, ValueError):
+        known = {}
+    entry = known.get(file_sha256(path))
+    if entry is None:
+        return AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
+    stored = dict(entry["config"])
+    return AutoConfig.for_model(stored.pop("model_type"), **stored)
 
 
 def _give_distinct_pad(tokenizer: Any) -> int:
@@ -393,13 +451,13 @@ def _load_hf(folder: str, gguf_file: str | None, dtype: Any, seed: int | None) -
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
     dtype = _resolve_dtype(dtype)
-    with quiet_transformers():
+    with quiet_transformers(), _gguf_parsed_once() if gguf_file else contextlib.nullcontext():
         if gguf_file:
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-            # GGUF files hold decoders; parsing the file once more for AutoConfig costs ~10 s,
-            # so pass the two settings we change as overrides instead.
-            kw: dict[str, Any] = {"gguf_file": gguf_file, "num_labels": 1,
-                                  "pad_token_id": _give_distinct_pad(tokenizer)}
+            config = gguf_config(folder, gguf_file)  # GGUF files hold decoders
+            config.num_labels = 1
+            config.pad_token_id = _give_distinct_pad(tokenizer)
+            kw: dict[str, Any] = {"gguf_file": gguf_file, "config": config}
         else:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             config = AutoConfig.from_pretrained(folder)

@@ -241,6 +241,42 @@ def test_decoder_gets_a_distinct_pad(smol):
     assert not smol.pad_equals_eos
 
 
+VOLATILE = ("transformers_version", "_name_or_path", "_model_name_or_path")
+
+
+def _identity(config):
+    return {k: v for k, v in config.to_dict().items() if k not in VOLATILE}
+
+
+def test_stored_gguf_config_is_what_transformers_parses(smol):
+    from transformers import AutoConfig
+
+    folder, gguf_file = bundled_model_path("smollm2")
+    known = json.loads(models.GGUF_CONFIGS_FILE.read_text())
+    assert models.file_sha256(os.path.join(folder, gguf_file)) in known, (
+        "the installed SmolLM2 file is not in rmcourse/data/gguf_configs.json: "
+        "run python tools/snapshot_gguf_config.py")
+    with models.quiet_transformers():
+        parsed = AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
+    assert _identity(models.gguf_config(folder, gguf_file)) == _identity(parsed)
+    # the loaded model is that config, plus the scalar head and the distinct pad
+    loaded = _identity(smol.hf.config)
+    assert smol.hf.config.num_labels == 1
+    for key in ("hidden_size", "num_hidden_layers", "vocab_size", "rope_parameters", "rms_norm_eps"):
+        assert loaded[key] == _identity(parsed)[key]
+
+
+def test_unknown_gguf_files_are_parsed(monkeypatch, tmp_path):
+    import transformers
+
+    calls = []
+    monkeypatch.setattr(models, "GGUF_CONFIGS_FILE", tmp_path / "missing.json")
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained",
+                        lambda folder, gguf_file=None: calls.append(gguf_file) or "parsed")
+    folder, gguf_file = bundled_model_path("smollm2")
+    assert models.gguf_config(folder, gguf_file) == "parsed" and calls == [gguf_file]
+
+
 def test_chat_encoding_matches_the_rendered_template(smol):
     tok = smol.tokenizer
     for prompt, response in [SHORT, ("", "Sure."), ("Explain why.\nBe brief.", "Because: it is so!")]:
@@ -326,3 +362,29 @@ def test_decoder_refuses_a_text_ending_in_pad(smol):
         smol(**batch)
     with pytest.raises(ValueError, match="does not use them"):
         smol(batch["input_ids"], batch["attention_mask"], torch.zeros_like(batch["input_ids"]))
+
+
+def test_gguf_files_are_parsed_once_per_load_and_gguf_is_restored(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = str(tmp_path / "tiny.gguf")
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_block_count(2)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 2), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    original_reader, original_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    with models._gguf_parsed_once():
+        first = gguf.GGUFReader(path)
+        assert gguf.GGUFReader(path) is first  # the tokenizer's parse is the weights' parse
+        arch = gguf.MODEL_ARCH.LLAMA
+        assert gguf.get_tensor_name_map(arch, 2) is gguf.get_tensor_name_map(arch, 2)
+        assert first.get_tensor(0).name == "token_embd.weight"
+    assert (gguf.GGUFReader, gguf.get_tensor_name_map) == (original_reader, original_map)
+    assert gguf.GGUFReader(path) is not first
+    with pytest.raises(RuntimeError, match="boom"), models._gguf_parsed_once():
+        raise RuntimeError("boom")
+    assert gguf.GGUFReader is original_reader  # restored on errors too
