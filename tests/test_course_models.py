@@ -133,6 +133,18 @@ def test_recipe_identity_and_defaults():
     assert changed.to_dict() != recipe.to_dict()  # freezing is part of the identity
 
 
+def test_the_gpu_recipe_is_bigger_and_trains_every_layer(monkeypatch):
+    import rmcourse.device as device
+
+    monkeypatch.setattr(device, "on_gpu", lambda: False)
+    cpu = cm.course_recipe(progress=False)
+    monkeypatch.setattr(device, "on_gpu", lambda: True)
+    gpu = cm.course_recipe(progress=False)
+    assert gpu.frozen_layers == 0 and gpu.n_train > cpu.n_train and gpu.n_test > cpu.n_test
+    assert gpu.config.batch_size > cpu.config.batch_size
+    assert gpu.to_dict() != cpu.to_dict()  # a CPU checkpoint is never taken for the GPU recipe
+
+
 def test_frozen_layers_of_the_recipe_stay_at_their_initial_weights(tiny_recipe, tiny_base):
     recipe = cm.CourseRecipe(**{**vars(tiny_recipe), "frozen_layers": 1})
     model, result = cm.train_course_reward_model(recipe, save=False, progress=False)
