@@ -207,3 +207,30 @@ def test_dead_parameter_count_checker(capsys):
 
     ok, out = verdict(ch03.check_dead_parameter_count, stale, capsys)
     assert not ok and "stale gradients" in out
+
+
+def _freeze(model, n_layers, embeddings=True, count_tensors=False, top=False):
+    bert = model.bert
+    layers = list(bert.encoder.layer)
+    chosen = layers[-n_layers:] if top and n_layers else layers[:n_layers]
+    modules = ([bert.embeddings] if embeddings else []) + chosen
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(False)
+    return len(params) if count_tensors else sum(p.numel() for p in params)
+
+
+def test_freeze_bottom_checker(capsys):
+    from rmcourse.freezing import freeze_lower_layers
+
+    assert ch03.check_freeze_bottom(freeze_lower_layers) is True  # the course's own version
+    assert ch03.check_freeze_bottom(_freeze) is True
+    assert "✅ freeze_bottom" in capsys.readouterr().out
+    for wrong, words in [
+        (lambda m, n: _freeze(m, n, top=True), "was frozen too"),
+        (lambda m, n: _freeze(m, n, embeddings=False), "still has requires_grad=True"),
+        (lambda m, n: _freeze(m, n, count_tensors=True), "parameter TENSORS"),
+        (lambda m, n: None if _freeze(m, n) else None, "did you forget `return`"),
+    ]:
+        assert ch03.check_freeze_bottom(wrong) is False
+        assert words in capsys.readouterr().out

@@ -20,6 +20,7 @@ __all__ = [
     "check_bt_loss",
     "check_centered_loss",
     "check_dead_parameter_count",
+    "check_freeze_bottom",
     "tiny_seed_model",
 ]
 
@@ -292,3 +293,56 @@ def check_dead_parameter_count(fn: Callable) -> bool:
                "clear them first (model.zero_grad(set_to_none=True)), then backward")
 
     return check("dead_parameter_count", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def _tiny_bert(layers: int = 3, seed: int = 0):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=layers,
+                        num_attention_heads=2, intermediate_size=16, max_position_embeddings=16,
+                        num_labels=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    return BertForSequenceClassification(config)
+
+
+def check_freeze_bottom(fn: Callable) -> bool:
+    """Exercise: freeze_bottom(bert_model, n_layers) freezes the embeddings and the n lowest
+    encoder layers of a transformers BERT model and returns how many scalar parameters it froze."""
+
+    def test() -> None:
+        model = _tiny_bert()
+        bert = model.bert
+        parts = [bert.embeddings, *bert.encoder.layer[:2]]
+        expected = sum(p.numel() for module in parts for p in module.parameters())
+        got = fn(model, 2)
+        expect(got is not None, "freeze_bottom returned None: did you forget `return`?")
+        got = int(got.item() if isinstance(got, torch.Tensor) else got)
+        lower = ("bert.embeddings.", "bert.encoder.layer.0.", "bert.encoder.layer.1.")
+        named = list(model.named_parameters())
+        too_many = [n for n, p in named if not p.requires_grad and not n.startswith(lower)]
+        too_few = [n for n, p in named if p.requires_grad and n.startswith(lower)]
+        expect(not too_many, f"{too_many[0] if too_many else ''} was frozen too: only the "
+               "embeddings and the n LOWEST layers (encoder.layer[:n]) should be; the top layers, "
+               "pooler and classifier must keep training")
+        expect(not too_few, f"{too_few[0] if too_few else ''} still has requires_grad=True: "
+               "freeze the embeddings and layers 0 and 1")
+        expect(got != len([p for m in parts for p in m.parameters()]),
+               f"you returned {got}, the number of parameter TENSORS; count elements with .numel()")
+        expect(got == expected, f"freeze_bottom returned {got}, expected {expected} scalar "
+               "parameters (embeddings + 2 layers)")
+        # What freezing is for: an optimizer step moves the rest and leaves these alone.
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.1)
+        ids = torch.randint(1, 50, (4, 6))
+        model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.sum().backward()
+        optimizer.step()
+        for name, param in model.named_parameters():
+            if not param.requires_grad:
+                expect(torch.equal(param, before[name]), f"frozen {name} moved in a step")
+        expect(not torch.equal(model.classifier.weight, before["classifier.weight"]),
+               "the classifier did not move in an optimizer step")
+        expect(fn(_tiny_bert(), 0) == sum(p.numel() for p in _tiny_bert().bert.embeddings.parameters()),
+               "freeze_bottom(model, 0) should freeze the embeddings only")
+
+    return check("freeze_bottom", test)
