@@ -39,6 +39,7 @@ __all__ = [
     "stacked_forward",
     "separate_forward",
     "measure_training",
+    "fastest_steps",
     "environment_summary",
 ]
 
@@ -69,6 +70,7 @@ class ThroughputReport:
     peak_memory_bytes: int | None = None
     memory_kind: str = "unknown"
     mfu: float | None = None
+    step_seconds: tuple[float, ...] = ()  # each timed step's wall time; they sum to `seconds`
 
     @property
     def pairs_per_second(self) -> float:
@@ -87,6 +89,7 @@ class ThroughputReport:
     def as_row(self) -> dict:
         """A flat dict for a pandas DataFrame row."""
         row = asdict(self)
+        row.pop("step_seconds")
         row.update(pairs_per_s=self.pairs_per_second, tokens_per_s=self.tokens_per_second,
                    padding_waste=self.padding_waste,
                    peak_memory_mib=None if self.peak_memory_bytes is None
@@ -266,6 +269,7 @@ def measure_training(
     under CUDA autocast. `n_params_for_mfu` (CUDA with a known device) fills `mfu`.
     """
     from rmcourse.losses import pairwise_loss
+    from rmcourse.trainer import adamw
 
     if not isinstance(name, str) or not name:
         raise ValueError("name must be a non-empty string")
@@ -285,7 +289,8 @@ def measure_training(
     if autocast_dtype is not None and device.type != "cuda":
         raise ValueError("autocast_dtype needs a CUDA device (bf16 autocast is not taught on CPU)")
     model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    # The trainer's optimizer (fused AdamW), so the ladder times what the course trains with.
+    optimizer = adamw([p for p in model.parameters() if p.requires_grad], lr=lr)
 
     def step(batch: Mapping[str, torch.Tensor]) -> None:
         if autocast_dtype is not None:
@@ -315,18 +320,20 @@ def measure_training(
     handle = model.register_forward_pre_hook(count, with_kwargs=True)
     pairs = batch_real = batch_positions = 0
     timed = batches[warmup_steps:]
+    step_seconds: list[float] = []
     try:
-        start = time.perf_counter()
         for batch in timed:
+            start = time.perf_counter()
             step(batch)
+            _sync(device)  # so each step's time is its own (a no-op on CPU)
+            step_seconds.append(time.perf_counter() - start)
             pairs += batch["input_ids"].shape[0] // 2
             r, p = real_and_padded_tokens(batch["attention_mask"])
             batch_real += r
             batch_positions += p
             if progress is not None:
                 progress.update(1)
-        _sync(device)
-        seconds = time.perf_counter() - start
+        seconds = sum(step_seconds)
     finally:
         handle.remove()
     real, padded = batch_real, batch_positions
@@ -341,7 +348,38 @@ def measure_training(
     del optimizer
     return ThroughputReport(name=name, n_steps=len(timed), n_pairs=pairs, real_tokens=real,
                             padded_tokens=padded, seconds=seconds, peak_memory_bytes=peak,
-                            memory_kind=kind, mfu=mfu)
+                            memory_kind=kind, mfu=mfu, step_seconds=tuple(step_seconds))
+
+
+def fastest_steps(reports: Sequence[ThroughputReport]) -> ThroughputReport:
+    """One report from several rounds of the same configuration: each step at its fastest.
+
+    Other programs on the machine only ever slow a step down, so the minimum over rounds of each
+    step's time is the best estimate of what the step costs; a burst of load during one round
+    then no longer decides a comparison. The rounds must have run the same batches (same steps,
+    pairs and tokens); the peak memory is the highest seen.
+    """
+    reports = list(reports)
+    if not reports or not all(isinstance(r, ThroughputReport) for r in reports):
+        raise TypeError("reports must be a non-empty sequence of ThroughputReport")
+    first = reports[0]
+    same = ("name", "n_steps", "n_pairs", "real_tokens", "padded_tokens")
+    for r in reports[1:]:
+        for field in same:
+            if getattr(r, field) != getattr(first, field):
+                raise ValueError(f"rounds differ in {field}: {getattr(first, field)!r} vs "
+                                 f"{getattr(r, field)!r}; only rounds of the same batches combine")
+    if any(len(r.step_seconds) != r.n_steps for r in reports):
+        raise ValueError("a report has no per-step times (step_seconds); measure it with "
+                         "measure_training")
+    steps = tuple(min(times) for times in zip(*(r.step_seconds for r in reports)))
+    seconds = sum(steps)
+    peaks = [r.peak_memory_bytes for r in reports if r.peak_memory_bytes is not None]
+    mfu = None if first.mfu is None else first.mfu * first.seconds / seconds
+    return ThroughputReport(name=first.name, n_steps=first.n_steps, n_pairs=first.n_pairs,
+                            real_tokens=first.real_tokens, padded_tokens=first.padded_tokens,
+                            seconds=seconds, peak_memory_bytes=max(peaks) if peaks else None,
+                            memory_kind=first.memory_kind, mfu=mfu, step_seconds=steps)
 
 
 def cpu_threads() -> int:

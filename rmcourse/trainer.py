@@ -196,17 +196,22 @@ def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
             {"params": no_decay, "weight_decay": 0.0}]
 
 
-def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW at `config.lr` over `param_groups(model, config.weight_decay)`.
+def adamw(params: Any, lr: float) -> torch.optim.Optimizer:
+    """AdamW over `params` (tensors or param groups), fused when torch offers it.
 
-    The fused implementation (one kernel over all parameters, CPU and CUDA; what TRL uses) when
-    torch offers it: the per-tensor default spends ~0.2 s per step on MiniLM on 2 CPU cores.
+    The fused implementation is one kernel over all parameters (CPU and CUDA; what TRL uses): the
+    per-tensor default spends ~0.2 s per step on MiniLM on 2 CPU cores.
     """
-    groups = param_groups(model, config.weight_decay)
+    params = list(params)
     try:
-        return torch.optim.AdamW(groups, lr=config.lr, fused=True)
+        return torch.optim.AdamW(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):  # a device or dtype without a fused kernel
-        return torch.optim.AdamW(param_groups(model, config.weight_decay), lr=config.lr)
+        return torch.optim.AdamW(params, lr=lr)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """`adamw` at `config.lr` over `param_groups(model, config.weight_decay)`."""
+    return adamw(param_groups(model, config.weight_decay), config.lr)
 
 
 def _use_bf16(config: TrainConfig, device: torch.device) -> bool:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rmcourse.throughput import (ThroughputReport, count_parameters, measure_training,
+from rmcourse.throughput import (ThroughputReport, count_parameters, fastest_steps,
+                                 measure_training,
                                  model_flops_utilization, peak_bf16_flops, peak_memory,
                                  real_and_padded_tokens, reset_peak_memory, separate_forward,
                                  stacked_forward)
@@ -143,3 +144,42 @@ def test_measure_training_counts_the_positions_the_model_computed(tiny):
     # each half trimmed to its own longest row: fewer positions than the shared width
     assert separate.padded_tokens < stacked.padded_tokens
     assert separate.padding_waste < stacked.padding_waste
+
+
+def test_measure_training_times_every_step(tiny):
+    model, batches = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = measure_training("stacked", model, batches, warmup_steps=1, lr=1e-3)
+    assert len(report.step_seconds) == report.n_steps == 2
+    assert all(t > 0 for t in report.step_seconds)
+    assert report.seconds == pytest.approx(sum(report.step_seconds))
+    assert "step_seconds" not in report.as_row()  # rows stay flat for pandas
+    model.load_state_dict(before)
+
+
+def _report(steps, name="grouped", peak=None, mfu=None):
+    return ThroughputReport(name=name, n_steps=len(steps), n_pairs=4 * len(steps),
+                            real_tokens=100, padded_tokens=120, seconds=sum(steps),
+                            peak_memory_bytes=peak, mfu=mfu, step_seconds=tuple(steps))
+
+
+def test_fastest_steps_keeps_each_steps_fastest_round():
+    # round 1 was disturbed during step 2, round 2 during step 1: neither round alone is clean
+    combined = fastest_steps([_report([1.0, 3.0, 1.0], peak=10, mfu=0.2),
+                              _report([2.5, 1.0, 1.1], peak=12)])
+    assert combined.step_seconds == (1.0, 1.0, 1.0) and combined.seconds == pytest.approx(3.0)
+    assert combined.pairs_per_second == pytest.approx(12 / 3.0)
+    assert combined.peak_memory_bytes == 12
+    assert combined.mfu == pytest.approx(0.2 * 5.0 / 3.0)  # MFU scales with the speed
+    assert fastest_steps([_report([1.0, 2.0])]).step_seconds == (1.0, 2.0)
+
+
+def test_fastest_steps_refuses_rounds_of_different_work():
+    with pytest.raises(ValueError, match="rounds differ in n_steps"):
+        fastest_steps([_report([1.0, 1.0]), _report([1.0])])
+    with pytest.raises(ValueError, match="rounds differ in name"):
+        fastest_steps([_report([1.0]), _report([1.0], name="random")])
+    with pytest.raises(ValueError, match="no per-step times"):
+        fastest_steps([ThroughputReport("x", 2, 8, 10, 12, 1.0)])
+    with pytest.raises(TypeError, match="non-empty sequence"):
+        fastest_steps([])
