@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import dataclasses
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -40,6 +41,7 @@ __all__ = [
     "separate_forward",
     "measure_training",
     "fastest_steps",
+    "measure_interleaved",
     "environment_summary",
 ]
 
@@ -395,3 +397,123 @@ def environment_summary(device: torch.device | str) -> str:
     else:
         where = f"CPU, {os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads"
     return f"{where}; torch {torch.__version__}"
+
+
+def measure_interleaved(
+    model: torch.nn.Module,
+    rungs: Mapping[str, tuple[Sequence[Mapping[str, torch.Tensor]], Callable[..., Any]]],
+    *,
+    rounds: int = 2,
+    lr: float = 1e-5,
+    device: torch.device | str | None = None,
+    n_params_for_mfu: int | None = None,
+    progress: Any = None,
+) -> dict[str, ThroughputReport]:
+    """Time several configurations in turn, step by step, so machine load hits them alike.
+
+    `rungs` maps a name to (batches, forward): batch 0 is an untimed warm-up, the rest are timed,
+    one AdamW step each (as in `measure_training`). Each round runs step 1 of every rung, then
+    step 2 of every rung, and so on; each rung's report counts every step at its fastest round
+    (`fastest_steps`). Comparing rungs measured minutes apart lets a burst of load on a shared
+    machine decide the comparison; interleaving makes both sides pay for it. Timing does not
+    depend on the weights' values, so the rungs share `model` (each has its own optimizer);
+    its weights are restored at the end. Peak memory is measured after the timing, on one more
+    step of each rung's first timed batch.
+    """
+    from rmcourse.losses import pairwise_loss
+    from rmcourse.trainer import adamw
+
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(rungs, Mapping) or not rungs:
+        raise ValueError("rungs must be a non-empty mapping name -> (batches, forward)")
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
+    plans: dict[str, tuple[list, Callable]] = {}
+    for name, spec in rungs.items():
+        if not isinstance(spec, tuple) or len(spec) != 2 or not callable(spec[1]):
+            raise TypeError(f"rung {name!r}: expected (batches, forward), got {type(spec).__name__}")
+        batches = list(spec[0])
+        if len(batches) < 2:
+            raise ValueError(f"rung {name!r}: needs a warm-up batch and at least one timed batch")
+        for i, batch in enumerate(batches):
+            try:
+                _check_batch(batch)
+            except ValueError as err:
+                raise ValueError(f"rung {name!r}, batch {i}: {err}") from None
+        plans[name] = (batches, spec[1])
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizers = {name: adamw(params, lr) for name in plans}
+
+    def step(name: str, batch: Mapping[str, torch.Tensor]) -> None:
+        chosen, rejected = plans[name][1](model, batch, device)
+        pairwise_loss(chosen.float(), rejected.float()).backward()
+        optimizers[name].step()
+        optimizers[name].zero_grad(set_to_none=True)
+
+    for name, (batches, _) in plans.items():
+        step(name, batches[0])
+    _sync(device)
+    # Positions the model actually received (a trimmed half computes fewer than its batch holds).
+    counting: dict[str, Any] = {"rung": None}
+    seen = {name: {"real": 0, "positions": 0} for name in plans}
+
+    def count(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        if counting["rung"] is not None and isinstance(mask, torch.Tensor):
+            seen[counting["rung"]]["real"] += int(mask.sum())
+            seen[counting["rung"]]["positions"] += mask.numel()
+
+    times = {name: [[] for _ in range(rounds)] for name in plans}
+    peaks: dict[str, int | None] = {name: None for name in plans}
+    kind = "unknown"
+    handle = model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        longest = max(len(batches) - 1 for batches, _ in plans.values())
+        for r in range(rounds):
+            for i in range(1, longest + 1):
+                for name, (batches, _) in plans.items():
+                    if i >= len(batches):
+                        continue
+                    counting["rung"] = name if r == 0 else None
+                    start = time.perf_counter()
+                    step(name, batches[i])
+                    _sync(device)
+                    times[name][r].append(time.perf_counter() - start)
+                    if progress is not None:
+                        progress.update(1)
+        counting["rung"] = None
+        # Peak memory, untimed: resetting it before every step costs ~0.1 s on CPU (it hands
+        # freed memory back to the OS, which the next step then faults in again).
+        for name, (batches, _) in plans.items():
+            reset_peak_memory(device)
+            step(name, batches[1])
+            _sync(device)
+            peaks[name], kind = peak_memory(device)
+    finally:
+        handle.remove()
+        counting["rung"] = None
+        model.load_state_dict(initial)
+        del optimizers
+    reports: dict[str, ThroughputReport] = {}
+    for name, (batches, _) in plans.items():
+        timed = batches[1:]
+        pairs = sum(b["input_ids"].shape[0] // 2 for b in timed)
+        real, positions = seen[name]["real"], seen[name]["positions"]
+        rounds_of = [ThroughputReport(name=name, n_steps=len(timed), n_pairs=pairs,
+                                      real_tokens=real, padded_tokens=positions,
+                                      seconds=sum(t), peak_memory_bytes=peaks[name],
+                                      memory_kind=kind, step_seconds=tuple(t))
+                     for t in times[name]]
+        best = fastest_steps(rounds_of)
+        mfu = None
+        if n_params_for_mfu is not None and device.type == "cuda":
+            peak_flops = peak_bf16_flops(torch.cuda.get_device_name(device))
+            if peak_flops is not None:
+                mfu = model_flops_utilization(n_params_for_mfu, best.tokens_per_second, peak_flops)
+        reports[name] = dataclasses.replace(best, mfu=mfu)
+    return reports
+

@@ -1,11 +1,13 @@
 """Measuring helpers of chapter 04: token counts, memory, MFU, the two forward styles, timing."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 from rmcourse.throughput import (ThroughputReport, count_parameters, fastest_steps,
-                                 measure_training,
+                                 measure_interleaved, measure_training,
                                  model_flops_utilization, peak_bf16_flops, peak_memory,
                                  real_and_padded_tokens, reset_peak_memory, separate_forward,
                                  stacked_forward)
@@ -183,3 +185,50 @@ def test_fastest_steps_refuses_rounds_of_different_work():
         fastest_steps([ThroughputReport("x", 2, 8, 10, 12, 1.0)])
     with pytest.raises(TypeError, match="non-empty sequence"):
         fastest_steps([])
+
+
+def test_measure_interleaved_takes_turns_step_by_step(tiny):
+    model, batches = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    calls = []
+
+    def logged(tag, forward):
+        def run(m, batch, device):
+            calls.append(tag)
+            return forward(m, batch, device)
+        return run
+
+    rungs = {"stacked": (batches, logged("S", stacked_forward)),
+             "separate": (batches[:2], logged("T", separate_forward))}
+    reports = measure_interleaved(model, rungs, rounds=2)
+    # warm-ups; round 1: S T S (separate has one timed step); round 2: S T S; one untimed
+    # step each for the peak memory
+    assert "".join(calls) == "ST" + "STS" + "STS" + "ST"
+    assert list(reports) == ["stacked", "separate"]
+    stacked, separate = reports["stacked"], reports["separate"]
+    assert (stacked.n_steps, stacked.n_pairs, separate.n_steps) == (2, 8, 1)
+    assert stacked.real_tokens == sum(int(b["attention_mask"].sum()) for b in batches[1:])
+    assert stacked.padded_tokens == sum(b["attention_mask"].numel() for b in batches[1:])
+    # the trimmed halves compute fewer positions than the stacked batch holds
+    assert separate.padded_tokens <= batches[1]["attention_mask"].numel()
+    assert separate.real_tokens == int(batches[1]["attention_mask"].sum())
+    if os.path.exists("/proc/self/status"):
+        assert stacked.peak_memory_bytes > 0 and stacked.memory_kind.startswith("process peak RSS")
+    assert len(stacked.step_seconds) == 2 and stacked.seconds == pytest.approx(sum(stacked.step_seconds))
+    for k, v in model.state_dict().items():  # the shared weights are put back
+        assert torch.equal(before[k], v)
+
+
+def test_measure_interleaved_validates(tiny):
+    model, batches = tiny
+    with pytest.raises(ValueError, match="non-empty mapping"):
+        measure_interleaved(model, {})
+    with pytest.raises(ValueError, match="warm-up batch and at least one timed batch"):
+        measure_interleaved(model, {"a": (batches[:1], stacked_forward)})
+    with pytest.raises(TypeError, match="expected \\(batches, forward\\)"):
+        measure_interleaved(model, {"a": batches})
+    with pytest.raises(ValueError, match="rung 'a', batch 1"):
+        measure_interleaved(model, {"a": ([batches[0], {"input_ids": torch.zeros(3, 2)}],
+                                          stacked_forward)})
+    with pytest.raises(ValueError, match="rounds must be an int >= 1"):
+        measure_interleaved(model, {"a": (batches, stacked_forward)}, rounds=0)
