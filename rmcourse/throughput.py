@@ -244,6 +244,28 @@ def separate_forward(model: torch.nn.Module, batch: Mapping[str, torch.Tensor],
 
 
 # ---------------------------------------------------------------- timing
+def _check_batches(batches: Sequence[Mapping[str, torch.Tensor]], where: str = "") -> None:
+    for i, batch in enumerate(batches):
+        try:
+            _check_batch(batch)
+        except ValueError as err:
+            raise ValueError(f"{where}batch {i}: {err}") from None
+
+
+def _mask_counter(target: Callable[[], dict | None]) -> Callable[..., None]:
+    """A forward pre-hook adding the attention mask's real tokens and positions to `target()`
+    (skipped when it returns None). Sums stay tensors on the device: no sync per forward."""
+
+    def count(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        counts = target()
+        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
+        if counts is not None and isinstance(mask, torch.Tensor):
+            counts["real"] = counts["real"] + mask.sum()
+            counts["positions"] += mask.numel()
+
+    return count
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -282,11 +304,7 @@ def measure_training(
     batches = list(batches)
     if len(batches) <= warmup_steps:
         raise ValueError(f"need more than warmup_steps={warmup_steps} batches, got {len(batches)}")
-    for i, batch in enumerate(batches):
-        try:
-            _check_batch(batch)
-        except ValueError as err:
-            raise ValueError(f"batch {i}: {err}") from None
+    _check_batches(batches)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if autocast_dtype is not None and device.type != "cuda":
         raise ValueError("autocast_dtype needs a CUDA device (bf16 autocast is not taught on CPU)")
@@ -312,14 +330,7 @@ def measure_training(
     # Count what the model was actually given (two trimmed halves compute fewer positions than
     # the collated batch holds); tensors are summed on the device to avoid a sync per forward.
     seen: dict[str, Any] = {"real": 0, "positions": 0}
-
-    def count(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
-        if isinstance(mask, torch.Tensor):
-            seen["real"] = seen["real"] + mask.sum()
-            seen["positions"] += mask.numel()
-
-    handle = model.register_forward_pre_hook(count, with_kwargs=True)
+    handle = model.register_forward_pre_hook(_mask_counter(lambda: seen), with_kwargs=True)
     pairs = batch_real = batch_positions = 0
     timed = batches[warmup_steps:]
     step_seconds: list[float] = []
@@ -436,11 +447,7 @@ def measure_interleaved(
         batches = list(spec[0])
         if len(batches) < 2:
             raise ValueError(f"rung {name!r}: needs a warm-up batch and at least one timed batch")
-        for i, batch in enumerate(batches):
-            try:
-                _check_batch(batch)
-            except ValueError as err:
-                raise ValueError(f"rung {name!r}, batch {i}: {err}") from None
+        _check_batches(batches, where=f"rung {name!r}, ")
         plans[name] = (batches, spec[1])
     device = torch.device(device) if device is not None else next(model.parameters()).device
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -459,18 +466,13 @@ def measure_interleaved(
     _sync(device)
     # Positions the model actually received (a trimmed half computes fewer than its batch holds).
     counting: dict[str, Any] = {"rung": None}
-    seen = {name: {"real": 0, "positions": 0} for name in plans}
-
-    def count(module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
-        mask = kwargs.get("attention_mask", args[1] if len(args) > 1 else None)
-        if counting["rung"] is not None and isinstance(mask, torch.Tensor):
-            seen[counting["rung"]]["real"] += int(mask.sum())
-            seen[counting["rung"]]["positions"] += mask.numel()
+    seen: dict[str, dict[str, Any]] = {name: {"real": 0, "positions": 0} for name in plans}
 
     times = {name: [[] for _ in range(rounds)] for name in plans}
     peaks: dict[str, int | None] = {name: None for name in plans}
     kind = "unknown"
-    handle = model.register_forward_pre_hook(count, with_kwargs=True)
+    handle = model.register_forward_pre_hook(_mask_counter(lambda: seen.get(counting["rung"])),
+                                             with_kwargs=True)
     try:
         longest = max(len(batches) - 1 for batches, _ in plans.values())
         for r in range(rounds):
@@ -502,7 +504,7 @@ def measure_interleaved(
     for name, (batches, _) in plans.items():
         timed = batches[1:]
         pairs = sum(b["input_ids"].shape[0] // 2 for b in timed)
-        real, positions = seen[name]["real"], seen[name]["positions"]
+        real, positions = int(seen[name]["real"]), int(seen[name]["positions"])
         rounds_of = [ThroughputReport(name=name, n_steps=len(timed), n_pairs=pairs,
                                       real_tokens=real, padded_tokens=positions,
                                       seconds=sum(t), peak_memory_bytes=peaks[name],
