@@ -9,12 +9,7 @@ from rmcourse.models import RewardModel, bundled_model_path
 from rmcourse.trainer import TrainConfig, make_optimizer, train_reward_model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: thread start-up dominates
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -42,14 +42,7 @@ def make_pairs(n, seed=0, reverse=False, margin=None):
     return Dataset.from_list(rows)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # The matrices here are tiny: thread start-up dominates, and on a busy 2-core machine two
-    # threads made these tests ten times slower than one.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
