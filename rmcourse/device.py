@@ -40,6 +40,46 @@ def scaled(cpu: T, gpu: T) -> T:
     return gpu if on_gpu() else cpu
 
 
+_BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16", "bf16")  # x86 AMX / AVX512-BF16, Arm BF16
+
+
+def cpu_bf16_flags(cpuinfo: str | None = None) -> list[str]:
+    """The bf16 matrix-unit flags this CPU reports in /proc/cpuinfo (Linux), e.g. ['amx_bf16'].
+
+    Empty where the CPU has none, or where /proc/cpuinfo does not exist (macOS, Windows): bf16
+    on such a CPU is emulated and slower than float32, so the course only uses it where a flag
+    is present. `cpuinfo` lets a test pass the file's text.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+                cpuinfo = handle.read()
+        except OSError:
+            return []
+    flags: set[str] = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):  # x86 says "flags", Arm says "Features"
+            flags.update(value.split())
+    return [flag for flag in _BF16_CPU_FLAGS if flag in flags]
+
+
+def bf16_supported(device: torch.device | str) -> bool:
+    """Whether bf16 autocast is worth using on `device`: a CUDA GPU with bf16, or a CPU with
+    bf16 matrix units (`cpu_bf16_flags`). `RMCOURSE_BF16=0` (or `1`) overrides the CPU answer."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    forced = os.environ.get("RMCOURSE_BF16")
+    if forced is not None:
+        if forced not in ("0", "1"):
+            raise ValueError(f"RMCOURSE_BF16={forced!r} must be '0' or '1'")
+        return forced == "1"
+    return bool(cpu_bf16_flags())
+
+
 def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
     """bf16 autocast on CUDA (half the memory traffic, same range as fp32); a no-op elsewhere."""
     device = torch.device(device)

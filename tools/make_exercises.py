@@ -1,8 +1,10 @@
 """Generate exercises/NN_*.ipynb from solutions/NN_*.ipynb.
 
 In a solution notebook the learner's part of a code cell sits between `# BEGIN SOLUTION` and
-`# END SOLUTION`; a `# HINT: ...` line just above `# BEGIN SOLUTION` becomes the message of the
-`raise NotImplementedError` that replaces it. Outputs and execution counts are stripped, so
+`# END SOLUTION`; the block becomes `raise NotImplementedError(...)`. Hints live in the exercise's
+markdown cell as collapsed `<details><summary>Hint 1</summary>...</details>` blocks the learner
+opens on purpose (the first names the idea, the second the shape of the computation, none gives
+the code). A `# HINT: ...` line just above `# BEGIN SOLUTION` still becomes the error's message. Outputs and execution counts are stripped, so
 exercises are committed clean. `--check` exits 1 when exercises/ differs from what would be made.
 
     python tools/make_exercises.py            # write exercises/
@@ -21,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BEGIN = re.compile(r"^(\s*)# BEGIN SOLUTION\s*$")
 END = re.compile(r"^\s*# END SOLUTION\s*$")
 HINT = re.compile(r"^\s*# HINT:\s*(.+?)\s*$")
+DEFAULT_MESSAGE = "write your code here; if stuck, open the hints above this cell one at a time"
 
 
 class MarkerError(ValueError):
@@ -32,7 +35,7 @@ def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
     out: list[str] = []
     lines = source.splitlines()
     inside = False
-    hint = "complete this exercise"
+    hint = DEFAULT_MESSAGE
     blocks = 0
     for number, line in enumerate(lines, 1):
         begin = BEGIN.match(line)
@@ -47,7 +50,7 @@ def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
                 hint = previous.group(1)
             out.append(f"{indent}# YOUR CODE HERE")
             out.append(f"{indent}raise NotImplementedError({hint!r})")
-            hint = "complete this exercise"
+            hint = DEFAULT_MESSAGE
             continue
         if END.match(line):
             if not inside:
