@@ -14,8 +14,12 @@ centred to mean 0. `to_elo` converts to the Elo-like scale Chatbot Arena prints
 (400 / ln 10 points per log-odds unit, centred on 1000).
 
 Ties. Plain Bradley-Terry has no tie outcome. `fit_bt` counts a tie as half a win for each side
-(the convention of Chatbot Arena's Elo code); models with a tie parameter (Rao & Kupper 1967,
-Davidson 1970) exist but are not used here.
+(the convention of Chatbot Arena's Elo code). Models with a tie parameter make ties likeliest
+for small gaps, as real ties are: `davidson_probabilities` (Davidson 1970) and
+`rao_kupper_probabilities` (Rao & Kupper 1967) give their win / tie / loss probabilities.
+
+Rankings. `plackett_luce_nll` is the likelihood of a full ranking of K items (Luce 1959,
+Plackett 1975): K = 2 is Bradley-Terry.
 
 Battles are a pandas DataFrame with columns `model_a`, `model_b`, `winner`; `winner` is "a",
 "b" or "tie" (Chatbot Arena's spellings "model_a", "model_b", "tie (bothbad)" are accepted too).
@@ -35,6 +39,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.special import expit
 
+from rmcourse.validation import as_float_array
+
 __all__ = [
     "ELO_PER_LOGIT",
     "WINNER_ALIASES",
@@ -46,6 +52,9 @@ __all__ = [
     "predicted_win_matrix",
     "empirical_win_matrix",
     "to_elo",
+    "davidson_probabilities",
+    "rao_kupper_probabilities",
+    "plackett_luce_nll",
 ]
 
 #: Elo points per log-odds unit: Elo uses base-10 odds over 400 points, so 400 / ln 10 = 173.7.
@@ -94,19 +103,21 @@ def _as_float_tensor(value: Any, ref: torch.Tensor, name: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         if not (value.is_floating_point() or value.dtype in (torch.int32, torch.int64)):
             raise TypeError(f"{name} must hold numbers, got a tensor of dtype {value.dtype}")
-        return value if value.is_floating_point() else value.float()
+        value = value if value.is_floating_point() else value.float()
+        # A NaN reward would come out as a NaN probability: refuse it here, by position.
+        bad = (~torch.isfinite(value.detach())).reshape(-1).nonzero()
+        if bad.numel():
+            i = int(bad[0])
+            raise ValueError(f"{name} has a non-finite value ({value.reshape(-1)[i].item()}) "
+                             f"at index {i}")
+        return value
     dtype = ref.dtype if ref.is_floating_point() else torch.float32
     return torch.as_tensor(_as_float_array(value, name), dtype=dtype, device=ref.device)
 
 
 def _as_float_array(value: Any, name: str) -> np.ndarray:
-    if isinstance(value, (str, bytes)) or value is None:
-        raise TypeError(f"{name} must be a number or an array of numbers, got {value!r}")
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a number or an array of numbers: {err}") from None
-    return arr
+    """Numbers of any shape (a scalar too) as float64; strings, None, NaN and inf are refused."""
+    return as_float_array(value, name, ndim=None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -275,6 +286,8 @@ def _encode(
     if models is None:
         names = sorted(seen)
     else:
+        if isinstance(models, (str, bytes)) or not isinstance(models, (Sequence, np.ndarray, pd.Index)):
+            raise TypeError(f"models must be a list of model names, got {type(models).__name__}")
         names = [str(m) for m in models]
         if len(set(names)) != len(names):
             raise ValueError("models contains duplicate names")
@@ -501,10 +514,108 @@ def to_elo(strength: Any, base: float = 1000.0) -> Any:
     if isinstance(strength, (pd.Series, pd.DataFrame)):
         if not all(np.issubdtype(dt, np.number) for dt in np.atleast_1d(strength.dtypes)):
             raise TypeError("strength must hold numbers only")
+        as_float_array(strength.to_numpy(), "strength", ndim=None)  # refuses NaN / inf
         return strength * ELO_PER_LOGIT + base
     if isinstance(strength, torch.Tensor):
+        as_float_array(strength, "strength", ndim=None)
         return strength.to(torch.get_default_dtype() if not strength.is_floating_point()
                            else strength.dtype) * ELO_PER_LOGIT + base
     if isinstance(strength, (int, float, np.number)):
-        return float(strength) * ELO_PER_LOGIT + base
+        return float(as_float_array(strength, "strength", ndim=None)) * ELO_PER_LOGIT + base
     return _as_float_array(strength, "strength") * ELO_PER_LOGIT + base
+
+
+# ----------------------------------------------------------------------------------------------
+# Ties that depend on the gap: Davidson (1970) and Rao & Kupper (1967)
+# ----------------------------------------------------------------------------------------------
+def _gap_array(gap: Any) -> tuple[np.ndarray, bool]:
+    arr = as_float_array(gap, "gap", ndim=None)
+    return arr, arr.ndim == 0
+
+
+def _out(values: np.ndarray, scalar: bool) -> Any:
+    return float(values) if scalar else values
+
+
+def davidson_probabilities(gap: Any, nu: float = 1.0) -> tuple[Any, Any, Any]:
+    """(P(win), P(tie), P(loss)) of item 1 under Davidson's (1970) tie model, for gap = r1 - r2.
+
+    Davidson: P(i wins) = p_i / (p_i + p_j + nu * sqrt(p_i p_j)), P(tie) = nu * sqrt(p_i p_j) / (same).
+    With p = exp(r) and d = r_i - r_j this is P(tie) = nu / (2 cosh(d / 2) + nu): largest at
+    d = 0 (nu / (2 + nu)) and falling as the gap grows, as real ties do. nu = 0 is plain
+    Bradley-Terry. Computed in log space, so any gap is finite. Floats in, floats out; arrays
+    in, arrays out.
+    """
+    nu = _check_nonnegative(nu, "nu")
+    d, scalar = _gap_array(gap)
+    log_nu = math.log(nu) if nu > 0 else -math.inf
+    log_den = np.logaddexp(np.logaddexp(d / 2, -d / 2), log_nu)
+    win, loss = np.exp(d / 2 - log_den), np.exp(-d / 2 - log_den)
+    tie = np.exp(log_nu - log_den) if nu > 0 else np.zeros_like(d)
+    return _out(win, scalar), _out(tie, scalar), _out(loss, scalar)
+
+
+def rao_kupper_probabilities(gap: Any, theta: float = 1.5) -> tuple[Any, Any, Any]:
+    """(P(win), P(tie), P(loss)) of item 1 under Rao & Kupper's (1967) threshold model.
+
+    Rao-Kupper: P(i wins) = p_i / (p_i + theta p_j) = sigmoid(d - ln theta), symmetric for a
+    loss, and a tie takes the rest: 1 - sigmoid(d - eta) - sigmoid(-d - eta) with eta = ln theta.
+    A judge only expresses a preference when the gap clears a threshold, so ties are likeliest
+    at d = 0. theta = 1 is plain Bradley-Terry (no ties).
+    """
+    theta = _check_nonnegative(theta, "theta")
+    if theta < 1:
+        raise ValueError(f"theta must be >= 1 (theta = 1 means no ties), got {theta}")
+    d, scalar = _gap_array(gap)
+    eta = math.log(theta)
+    win, loss = expit(d - eta), expit(-d - eta)
+    tie = np.clip(1.0 - win - loss, 0.0, 1.0)
+    return _out(win, scalar), _out(tie, scalar), _out(loss, scalar)
+
+
+def _check_nonnegative(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rankings of K items: Plackett-Luce
+# ----------------------------------------------------------------------------------------------
+def plackett_luce_nll(rewards: torch.Tensor, ranking: Any) -> torch.Tensor:
+    """Negative log-likelihood of a ranking under Plackett-Luce (Luce 1959; Plackett 1975).
+
+    `rewards[..., i]` is item i's reward; `ranking[..., k]` is the index of the item placed
+    k-th, best first (a permutation of 0..K-1). The ranking is read as K - 1 choices: the best
+    item is chosen from all K with probability softmax(rewards), the second from the K - 1 left,
+    and so on:
+
+        -log P(ranking) = -sum_k [ r_{ranking[k]} - logsumexp(r_{ranking[k:]}) ]
+
+    For K = 2 this is exactly the pairwise loss -log sigmoid(r_w - r_l); Plackett-Luce is the
+    K-wise Bradley-Terry. (InstructGPT's loss is different: the mean pairwise loss over all
+    C(K, 2) pairs of a ranking.) Returns one value per ranking (a 0-d tensor for one ranking),
+    differentiable with respect to `rewards`; stable for any reward size (logcumsumexp).
+    """
+    if not isinstance(rewards, torch.Tensor) or not rewards.is_floating_point():
+        raise TypeError("rewards must be a floating-point torch tensor")
+    if rewards.ndim == 0 or rewards.shape[-1] < 2:
+        raise ValueError(f"need at least 2 items to rank, got rewards of shape {tuple(rewards.shape)}")
+    as_float_array(rewards, "rewards", ndim=None)  # refuses NaN / inf
+    order = torch.as_tensor(ranking, device=rewards.device)
+    if order.is_floating_point() or order.dtype == torch.bool:
+        raise TypeError(f"ranking must hold integer item indices, got dtype {order.dtype}")
+    if order.shape != rewards.shape:
+        raise ValueError(f"ranking has shape {tuple(order.shape)}, rewards {tuple(rewards.shape)}: "
+                         "one index per item")
+    k = rewards.shape[-1]
+    expected = torch.arange(k, device=order.device).expand_as(order)
+    if not torch.equal(order.long().sort(dim=-1).values, expected):
+        raise ValueError(f"ranking must be a permutation of 0..{k - 1} (each item once), got "
+                         f"{order.tolist()}")
+    ordered = rewards.gather(-1, order.long())
+    # logsumexp over the items still unplaced at each stage = reversed cumulative logsumexp.
+    remaining = torch.logcumsumexp(ordered.flip(-1), dim=-1).flip(-1)
+    return -(ordered - remaining)[..., :-1].sum(-1)

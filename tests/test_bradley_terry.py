@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import numpy as np
@@ -304,3 +305,99 @@ def test_to_elo_scale():
 def test_to_elo_bad_input(bad):
     with pytest.raises(TypeError, match="strength"):
         to_elo(bad)
+
+
+# --- ties that depend on the gap: Davidson, Rao-Kupper ------------------------------------------
+from rmcourse.bradley_terry import (  # noqa: E402
+    davidson_probabilities,
+    plackett_luce_nll,
+    rao_kupper_probabilities,
+)
+
+
+@pytest.mark.parametrize("model,param", [(davidson_probabilities, 1.0),
+                                         (rao_kupper_probabilities, 2.0)])
+def test_tie_models_are_distributions_with_ties_likeliest_at_gap_zero(model, param):
+    gaps = np.linspace(-6, 6, 121)
+    win, tie, loss = model(gaps, param)
+    assert np.allclose(win + tie + loss, 1.0)
+    assert (tie >= 0).all() and np.argmax(tie) == 60                  # gap 0
+    assert np.all(np.diff(tie[60:]) < 0) and np.allclose(tie, tie[::-1])  # falls with |gap|
+    assert np.allclose(win, loss[::-1])                                # symmetric
+    assert np.all(np.diff(win) > 0)
+    assert isinstance(model(0.0, param)[1], float)
+
+
+def test_davidson_closed_forms_and_limits():
+    # P(tie) at gap 0 is nu / (2 + nu); the original form p_i / (p_i + p_j + nu sqrt(p_i p_j)).
+    assert davidson_probabilities(0.0, 1.0)[1] == pytest.approx(1 / 3)
+    pi, pj, nu = math.exp(0.7), math.exp(-0.4), 0.6
+    den = pi + pj + nu * math.sqrt(pi * pj)
+    assert davidson_probabilities(1.1, nu) == pytest.approx((pi / den, nu * math.sqrt(pi * pj) / den,
+                                                             pj / den))
+    win, tie, _ = davidson_probabilities(np.array([-1.0, 2.0]), 0.0)   # nu = 0: Bradley-Terry
+    assert np.allclose(win, bt_probability(np.array([-1.0, 2.0]), 0.0)) and (tie == 0).all()
+    win, tie, loss = davidson_probabilities(np.array([1000.0, -1000.0]), 2.0)
+    assert np.isfinite([win, tie, loss]).all() and win[0] == pytest.approx(1.0)
+
+
+def test_rao_kupper_closed_form_and_limit():
+    pi, pj, theta = math.exp(0.3), math.exp(-0.2), 1.8
+    win, tie, loss = rao_kupper_probabilities(0.5, theta)
+    assert win == pytest.approx(pi / (pi + theta * pj))
+    assert loss == pytest.approx(pj / (pj + theta * pi))
+    assert tie == pytest.approx((theta ** 2 - 1) * pi * pj / ((pi + theta * pj) * (theta * pi + pj)))
+    assert rao_kupper_probabilities(0.8, 1.0)[1] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("call,error,match", [
+    (lambda: davidson_probabilities(0.0, -1.0), ValueError, "nu"),
+    (lambda: davidson_probabilities(0.0, "1"), TypeError, "nu"),
+    (lambda: rao_kupper_probabilities(0.0, 0.5), ValueError, "theta"),
+    (lambda: rao_kupper_probabilities(float("nan"), 1.5), ValueError, "gap"),
+    (lambda: davidson_probabilities("1", 1.0), TypeError, "gap"),
+])
+def test_tie_models_bad_input(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+# --- Plackett-Luce ------------------------------------------------------------------------------
+def test_plackett_luce_is_a_distribution_over_rankings_and_bt_for_two():
+    r = torch.tensor([1.2, 0.3, -0.4, -1.0], dtype=torch.float64)
+    total = sum(math.exp(-plackett_luce_nll(r, list(p)).item())
+                for p in itertools.permutations(range(4)))
+    assert total == pytest.approx(1.0, abs=1e-12)
+    pair = torch.tensor([0.4, -1.1])
+    assert plackett_luce_nll(pair, [0, 1]).item() == pytest.approx(
+        -torch.nn.functional.logsigmoid(pair[0] - pair[1]).item(), abs=1e-6)
+    # the most likely ranking sorts by reward
+    best = min(itertools.permutations(range(4)), key=lambda p: plackett_luce_nll(r, list(p)).item())
+    assert list(best) == [0, 1, 2, 3]
+
+
+def test_plackett_luce_batched_stable_and_differentiable():
+    r = torch.tensor([[1.0, -2.0, 0.5], [1000.0, -1000.0, 0.0]], requires_grad=True)
+    order = torch.tensor([[2, 0, 1], [0, 2, 1]])
+    out = plackett_luce_nll(r, order)
+    assert out.shape == (2,) and torch.isfinite(out).all()
+    assert out[1].item() == pytest.approx(0.0, abs=1e-6)      # a sure ranking costs nothing
+    assert out[0].item() == pytest.approx(plackett_luce_nll(r[0].detach(), order[0]).item())
+    out.sum().backward()
+    assert torch.isfinite(r.grad).all()
+    shifted = plackett_luce_nll(r.detach() + 5.0, order)
+    assert torch.allclose(shifted, out.detach(), atol=1e-4)
+
+
+@pytest.mark.parametrize("rewards,ranking,error,match", [
+    (torch.tensor([1.0, 2.0]), [0, 0], ValueError, "permutation"),
+    (torch.tensor([1.0, 2.0, 3.0]), [0, 1], ValueError, "shape"),
+    (torch.tensor([1.0]), [0], ValueError, "at least 2"),
+    (torch.tensor([1, 2]), [0, 1], TypeError, "floating-point"),
+    ([1.0, 2.0], [0, 1], TypeError, "floating-point"),
+    (torch.tensor([1.0, 2.0]), [0.0, 1.0], TypeError, "integer"),
+    (torch.tensor([1.0, float("nan")]), [0, 1], ValueError, "non-finite"),
+])
+def test_plackett_luce_bad_input(rewards, ranking, error, match):
+    with pytest.raises(error, match=match):
+        plackett_luce_nll(rewards, ranking)

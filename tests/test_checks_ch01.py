@@ -1,16 +1,19 @@
 """Each chapter-01 checker must accept a correct solution and reject typical mistakes by name."""
 import itertools
-import math
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from scipy.optimize import minimize
 from scipy.special import expit
 
+from rmcourse.bradley_terry import fit_bt
 from rmcourse.checks import ch01
+from rmcourse.losses import pairwise_loss
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def verdict(checker, fn, capsys):
@@ -18,164 +21,259 @@ def verdict(checker, fn, capsys):
     return ok, capsys.readouterr().out
 
 
-# --- bt_probability -----------------------------------------------------------------------------
-def test_bt_probability_checker(capsys):
-    ok, out = verdict(ch01.check_bt_probability, lambda a, b: torch.sigmoid(a - b), capsys)
-    assert ok and out.startswith("✅")
-
-    naive = lambda a, b: torch.exp(a) / (torch.exp(a) + torch.exp(b))  # noqa: E731
-    ok, out = verdict(ch01.check_bt_probability, naive, capsys)
-    assert not ok and "returned nan" in out and "torch.sigmoid" in out
-
-    ok, out = verdict(ch01.check_bt_probability, lambda a, b: torch.sigmoid(b - a), capsys)
-    assert not ok and "P(item 2 beats item 1)" in out
-
-    ok, out = verdict(ch01.check_bt_probability, lambda a, b: torch.sigmoid(a) , capsys)
-    assert not ok and "only the difference" in out
-
-    def loop(a, b):
-        return torch.sigmoid(a.reshape(-1)[0] - b.reshape(-1)[0])
-
-    ok, out = verdict(ch01.check_bt_probability, loop, capsys)
-    assert not ok and "expected (3,)" in out
-
-    def todo(a, b):
-        raise NotImplementedError("Exercise 1")
-
-    ok, out = verdict(ch01.check_bt_probability, todo, capsys)
-    assert not ok and out.startswith("⏳")
-
-
-# --- pairwise_loss ------------------------------------------------------------------------------
-def good_loss(c, r, margin=None):
-    m = 0.0 if margin is None else margin
-    return -F.logsigmoid(c - r - m).mean()
-
-
-@pytest.mark.parametrize(
-    "fn,fragment",
-    [
-        (lambda c, r, margin=None: -F.logsigmoid(r - c).mean(), "r_rejected - r_chosen"),
-        (lambda c, r, margin=None: -F.logsigmoid(c - r).sum(), "sum over pairs"),
-        (lambda c, r, margin=None: -F.logsigmoid(c - r + (0 if margin is None else margin)).mean(),
-         "SUBTRACTED"),
-        (lambda c, r, margin=None: -F.logsigmoid(c - r).mean(), "with a margin"),
-        (lambda c, r, margin=None: -torch.log(torch.sigmoid(c - r - (0 if margin is None else
-                                                                       margin))).mean(),
-         "logsigmoid"),
-        (lambda c, r, margin=None: float(-F.logsigmoid(c - r).mean()), "torch tensor"),
-        (lambda c, r, margin=None: -F.logsigmoid(c - r - (0 if margin is None else margin)),
-         ".mean()"),
-    ],
-)
-def test_pairwise_loss_checker_rejects(fn, fragment, capsys):
-    ok, out = verdict(ch01.check_pairwise_loss, fn, capsys)
-    assert not ok and out.startswith("❌") and fragment in out
-
-
-def test_pairwise_loss_checker_accepts(capsys):
-    ok, out = verdict(ch01.check_pairwise_loss, good_loss, capsys)
-    assert ok, out
-    bce = lambda c, r, margin=None: F.binary_cross_entropy_with_logits(  # noqa: E731
-        c - r - (0 if margin is None else margin), torch.ones_like(c))
-    assert verdict(ch01.check_pairwise_loss, bce, capsys)[0]
-
-
-def test_pairwise_loss_checker_detaching_loses_gradient(capsys):
-    def detached(c, r, margin=None):
-        m = 0.0 if margin is None else margin
-        return -F.logsigmoid((c - r - m).detach()).mean()
-
-    ok, out = verdict(ch01.check_pairwise_loss, detached, capsys)
-    assert not ok and "gradient" in out
-
-
-# --- bt_nll and fit_strengths -------------------------------------------------------------------
-def good_nll(s, ia, ib, y):
+# --- exercise 1: NLL with ties and its gradient ---------------------------------------------------
+def nll_value(s, ia, ib, y):
     d = s[ia] - s[ib]
     return float(np.sum(y * np.logaddexp(0, -d) + (1 - y) * np.logaddexp(0, d)))
 
 
-@pytest.mark.parametrize(
-    "fn,fragment",
-    [
-        (lambda s, ia, ib, y: -good_nll(s, ia, ib, y), "NEGATIVE"),
-        (lambda s, ia, ib, y: good_nll(s, ia, ib, y) / len(y), "mean over battles"),
-        (lambda s, ia, ib, y: good_nll(s, ib, ia, y), "other way round"),
-        (lambda s, ia, ib, y: good_nll(s, ia, ib, np.round(y + 0.01)), "ties"),
-        (lambda s, ia, ib, y: float(-np.sum(y * np.log(expit(s[ia] - s[ib])) + (1 - y) * np.log(
-            expit(s[ib] - s[ia])))), "logaddexp"),
-    ],
-)
-def test_bt_nll_checker_rejects(fn, fragment, capsys):
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # log(0) in the deliberately naive version
-        ok, out = verdict(ch01.check_bt_nll, fn, capsys)
-    assert not ok and fragment in out, out
+def nll_grad(s, ia, ib, y):
+    g = expit(s[ia] - s[ib]) - y
+    out = np.zeros(len(s))
+    np.add.at(out, ia, g)
+    np.add.at(out, ib, -g)
+    return out
 
 
-def test_bt_nll_checker_accepts(capsys):
-    ok, out = verdict(ch01.check_bt_nll, good_nll, capsys)
+def good_nll_and_grad(s, ia, ib, y):
+    return nll_value(s, ia, ib, y), nll_grad(s, ia, ib, y)
+
+
+def buffered_grad(s, ia, ib, y):
+    g = expit(s[ia] - s[ib]) - y
+    out = np.zeros(len(s))
+    out[ia] += g
+    out[ib] -= g
+    return out
+
+
+def naive_nll(s, ia, ib, y):
+    d = s[ia] - s[ib]
+    return float(-np.sum(y * np.log(expit(d)) + (1 - y) * np.log(expit(-d))))
+
+
+def test_bt_nll_and_grad_checker_accepts(capsys):
+    ok, out = verdict(ch01.check_bt_nll_and_grad, good_nll_and_grad, capsys)
     assert ok, out
 
 
-def _fit(battles, center=True, sign=1.0):
+@pytest.mark.parametrize(
+    "fn,fragment",
+    [
+        (lambda s, ia, ib, y: (-nll_value(s, ia, ib, y), nll_grad(s, ia, ib, y)), "NEGATIVE"),
+        (lambda s, ia, ib, y: (nll_value(s, ia, ib, y) / len(y), nll_grad(s, ia, ib, y)),
+         "mean over battles"),
+        (lambda s, ia, ib, y: (nll_value(s, ib, ia, y), nll_grad(s, ia, ib, y)), "other way round"),
+        (lambda s, ia, ib, y: (nll_value(s, ia[y != 0.5], ib[y != 0.5], y[y != 0.5]),
+                               nll_grad(s, ia, ib, y)), "ties"),
+        (lambda s, ia, ib, y: (nll_value(s, ia, ib, y), -nll_grad(s, ia, ib, y)), "wrong sign"),
+        (lambda s, ia, ib, y: (nll_value(s, ia, ib, y), buffered_grad(s, ia, ib, y)),
+         "np.add.at"),
+        (lambda s, ia, ib, y: (nll_value(s, ia, ib, y),
+                               np.bincount(ia, expit(s[ia] - s[ib]) - y, minlength=len(s))),
+         "model B"),
+        (lambda s, ia, ib, y: (nll_value(s, ia, ib, y), nll_grad(s, ia, ib, y) / len(y)),
+         "mean's"),
+        (lambda s, ia, ib, y: (naive_nll(s, ia, ib, y), nll_grad(s, ia, ib, y)), "logaddexp"),
+        (lambda s, ia, ib, y: nll_value(s, ia, ib, y), "pair (nll, grad)"),
+        (lambda s, ia, ib, y: (nll_value(s, ia, ib, y), nll_grad(s, ia, ib, y)[:-1]), "shape"),
+    ],
+)
+def test_bt_nll_and_grad_checker_rejects(fn, fragment, capsys):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # log(0) in the deliberately naive version
+        ok, out = verdict(ch01.check_bt_nll_and_grad, fn, capsys)
+    assert not ok and out.startswith("❌") and fragment in out, out
+
+
+def test_bt_nll_and_grad_checker_says_not_implemented(capsys):
+    def todo(s, ia, ib, y):
+        raise NotImplementedError
+
+    ok, out = verdict(ch01.check_bt_nll_and_grad, todo, capsys)
+    assert not ok and out.startswith("⏳")
+
+
+# --- exercise 2: fit by Newton steps ---------------------------------------------------------------
+def newton_fit(battles, n_steps=15, center=True, sign=1.0, solver="lstsq", tie=0.5):
     names = sorted(set(battles["model_a"]) | set(battles["model_b"]))
     idx = {m: i for i, m in enumerate(names)}
     ia = battles["model_a"].map(idx).to_numpy()
     ib = battles["model_b"].map(idx).to_numpy()
-    y = battles["winner"].map({"a": 1.0, "b": 0.0, "tie": 0.5}).to_numpy()
-    s = minimize(good_nll, np.zeros(len(names)), args=(ia, ib, y), method="BFGS").x
-    s = s - s.mean() if center else s + 3.0
+    y = battles["winner"].map({"a": 1.0, "b": 0.0, "tie": tie}).to_numpy()
+    s = np.zeros(len(names))
+    e = np.zeros((len(y), len(names)))
+    e[np.arange(len(y)), ia] = 1.0
+    e[np.arange(len(y)), ib] = -1.0
+    for _ in range(n_steps):
+        w = expit(s[ia] - s[ib]) * expit(s[ib] - s[ia])
+        hess = e.T @ (e * w[:, None])
+        grad = nll_grad(s, ia, ib, y)
+        if solver == "solve":
+            step = np.linalg.solve(hess, grad)
+        else:
+            step = np.linalg.lstsq(hess, grad, rcond=None)[0]
+        s = s - step
+    if center:
+        s = s - s.mean()
     return pd.Series(sign * s, index=names)
 
 
-def test_fit_strengths_checker(capsys):
-    ok, out = verdict(ch01.check_fit_strengths, _fit, capsys)
+def test_fit_strengths_checker_accepts_newton(capsys):
+    ok, out = verdict(ch01.check_fit_strengths, newton_fit, capsys)
     assert ok, out
-    ok, out = verdict(ch01.check_fit_strengths, lambda b: _fit(b, center=False), capsys)
-    assert not ok and "centre" in out
-    ok, out = verdict(ch01.check_fit_strengths, lambda b: _fit(b, sign=-1.0), capsys)
-    assert not ok and "wrong sign" in out
-    ok, out = verdict(ch01.check_fit_strengths, lambda b: _fit(b).to_numpy(), capsys)
-    assert not ok and "pandas Series" in out
-
-    def ignores_ties(b):
-        return _fit(b[b["winner"] != "tie"])
-
-    ok, out = verdict(ch01.check_fit_strengths, ignores_ties, capsys)
-    assert not ok and "differ from the maximum-likelihood" in out
 
 
-# --- win matrices and cycles --------------------------------------------------------------------
-def good_matrix(s):
-    v = s.to_numpy()
-    return pd.DataFrame(expit(v[:, None] - v[None, :]), index=s.index, columns=s.index)
+@pytest.mark.parametrize(
+    "fn,fragment",
+    [
+        (lambda b: newton_fit(b) + 3.0, "centre"),
+        (lambda b: newton_fit(b, sign=-1.0), "wrong sign"),
+        (lambda b: newton_fit(b).to_numpy(), "pandas Series"),
+        (lambda b: newton_fit(b[b["winner"] != "tie"]), "dropped the tied"),
+        (lambda b: newton_fit(b, tie=1.0), "win for model A"),
+        (lambda b: newton_fit(b, n_steps=1), "not converged"),
+        (lambda b: newton_fit(b, solver="solve"), "singular"),
+    ],
+)
+def test_fit_strengths_checker_rejects(fn, fragment, capsys):
+    ok, out = verdict(ch01.check_fit_strengths, fn, capsys)
+    assert not ok and fragment in out, out
 
 
-def test_predicted_win_matrix_checker(capsys):
-    assert verdict(ch01.check_predicted_win_matrix, good_matrix, capsys)[0]
-    ok, out = verdict(ch01.check_predicted_win_matrix, lambda s: good_matrix(s).T, capsys)
-    assert not ok and "transposed" in out
-
-    def naive(s):
-        e = np.exp(s.to_numpy())
-        return pd.DataFrame(e[:, None] / (e[:, None] + e[None, :]), index=s.index,
-                            columns=s.index)
-
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ok, out = verdict(ch01.check_predicted_win_matrix, naive, capsys)
-    assert not ok and "stable" in out
-    ok, out = verdict(ch01.check_predicted_win_matrix, lambda s: good_matrix(s).to_numpy(),
-                      capsys)
-    assert not ok and "DataFrame" in out
+# --- exercise 3: Plackett-Luce -----------------------------------------------------------------
+def pl(r, ranking):
+    ordered = r[ranking]
+    return -sum(ordered[k] - torch.logsumexp(ordered[k:], 0) for k in range(len(ordered) - 1))
 
 
+def pl_all_items(r, ranking):
+    ordered = r[ranking]
+    return -(ordered - torch.logsumexp(r, 0))[:-1].sum()
+
+
+def pl_all_pairs(r, ranking):
+    o = r[ranking]
+    return sum(-F.logsigmoid(o[i] - o[j]) for i in range(len(o)) for j in range(i + 1, len(o)))
+
+
+def pl_naive(r, ranking):
+    ordered = r[ranking]
+    return -sum(ordered[k] - torch.log(torch.exp(ordered[k:]).sum()) for k in range(len(ordered) - 1))
+
+
+def test_plackett_luce_checker_accepts(capsys):
+    ok, out = verdict(ch01.check_plackett_luce_nll, pl, capsys)
+    assert ok, out
+
+
+@pytest.mark.parametrize(
+    "fn,fragment",
+    [
+        (lambda r, k: pl(r, k.flip(0)), "best first"),
+        (pl_all_items, "not placed yet"),
+        (lambda r, k: pl(r, torch.argsort(k)), "inverse permutation"),
+        (pl_all_pairs, "all-pairs"),
+        (lambda r, k: pl_all_pairs(r, k) / (len(k) * (len(k) - 1) / 2), "all-pairs"),
+        (lambda r, k: pl(r, k) / (len(k) - 1), "averaged over stages"),
+        (pl_naive, "torch.logsumexp"),
+        (lambda r, k: pl(r, k).detach(), "does not require grad"),
+        (lambda r, k: float(pl(r, k)), "torch tensor"),
+    ],
+)
+def test_plackett_luce_checker_rejects(fn, fragment, capsys):
+    ok, out = verdict(ch01.check_plackett_luce_nll, fn, capsys)
+    assert not ok and fragment in out, out
+
+
+# --- exercise 4: bootstrap CI --------------------------------------------------------------------
+def boot(battles, n_boot=200, seed=0, q=0.025, rows=None, replace=True, fresh_seed=False,
+         q_high=None):
+    rng = np.random.default_rng(seed if not fresh_seed else None)
+    draws = []
+    for _ in range(n_boot):
+        size = len(battles) if rows is None else rows
+        take = rng.choice(len(battles), size=size, replace=replace)
+        draws.append(fit_bt(battles.iloc[take]))
+    draws = pd.DataFrame(draws)
+    high = 1 - q if q_high is None else q_high
+    return pd.DataFrame({"ci_low": draws.quantile(q), "ci_high": draws.quantile(high)})
+
+
+def boot_one_sd(battles, n_boot=200, seed=0):
+    rng = np.random.default_rng(seed)
+    draws = pd.DataFrame([fit_bt(battles.iloc[rng.integers(len(battles), size=len(battles))])
+                          for _ in range(n_boot)])
+    point = fit_bt(battles)
+    sd = draws.std()
+    return pd.DataFrame({"ci_low": point - sd, "ci_high": point + sd})
+
+
+def test_bootstrap_checker_accepts(capsys):
+    ok, out = verdict(ch01.check_bootstrap_ci, boot, capsys)
+    assert ok, out
+
+
+@pytest.mark.parametrize(
+    "fn,fragment",
+    [
+        (lambda b, n_boot, seed: boot(b, n_boot, seed, replace=False), "width 0"),
+        (lambda b, n_boot, seed: boot(b, n_boot, seed, fresh_seed=True), "seed=0"),
+        (boot_one_sd, "too narrow"),
+        (lambda b, n_boot, seed: boot(b, n_boot, seed, rows=n_boot), "too wide"),
+        # np.percentile(draws, [0.025, 0.975]): percents read as fractions
+        (lambda b, n_boot, seed: boot(b, n_boot, seed, q=0.00025, q_high=0.00975),
+         "np.percentile"),
+        (lambda b, n_boot, seed: boot(b, n_boot, seed, rows=400), "fixed number"),
+        (lambda b, n_boot, seed: boot(b, n_boot, seed).to_numpy(), "DataFrame"),
+        (lambda b, n_boot, seed: boot(b, n_boot, seed).rename(columns={"ci_low": "low"}),
+         "ci_low"),
+    ],
+)
+def test_bootstrap_checker_rejects(fn, fragment, capsys):
+    ok, out = verdict(ch01.check_bootstrap_ci, fn, capsys)
+    assert not ok and fragment in out, out
+
+
+# --- exercise 5: linear reward -----------------------------------------------------------------
+def linear_fit(xc, xr, steps=300, lr=0.1, opt="adam", sign=1.0, intercept=False):
+    k = xc.shape[1] + int(intercept)
+    if intercept:
+        ones = torch.ones(len(xc), 1, dtype=xc.dtype)
+        xc, xr = torch.cat([xc, ones], 1), torch.cat([xr, ones], 1)
+    w = torch.zeros(k, dtype=xc.dtype, requires_grad=True)
+    optim = (torch.optim.Adam([w], lr=lr) if opt == "adam"
+             else torch.optim.AdamW([w], lr=lr, weight_decay=0.05))
+    for _ in range(steps):
+        loss = pairwise_loss(xc @ w, xr @ w)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    return sign * w.detach()
+
+
+def test_linear_reward_checker_accepts(capsys):
+    ok, out = verdict(ch01.check_linear_reward, linear_fit, capsys)
+    assert ok, out
+
+
+@pytest.mark.parametrize(
+    "fn,fragment",
+    [
+        (lambda xc, xr: linear_fit(xr, xc), "wrong sign"),
+        (lambda xc, xr: linear_fit(xc, xr, steps=5), "not converged"),
+        (lambda xc, xr: linear_fit(xc, xr, opt="adamw"), "weight_decay=0"),
+        (lambda xc, xr: linear_fit(xc, xr, intercept=True), "intercept"),
+        (lambda xc, xr: linear_fit(xc, xr, lr=1e6, steps=3) * float("nan"), "not finite"),
+        (lambda xc, xr: None, "return"),
+    ],
+)
+def test_linear_reward_checker_rejects(fn, fragment, capsys):
+    ok, out = verdict(ch01.check_linear_reward, fn, capsys)
+    assert not ok and fragment in out, out
+
+
+# --- exercise 6: cycles ----------------------------------------------------------------------------
 def good_cycle(win):
     for i, j, k in itertools.permutations(win.index, 3):
         if win.loc[i, j] > 0.5 and win.loc[j, k] > 0.5 and win.loc[k, i] > 0.5:
@@ -210,22 +308,3 @@ def test_find_cycle_checker(capsys):
 
     ok, out = verdict(ch01.check_find_cycle, nan_as_win, capsys)
     assert not ok and "NaN" in out
-
-
-# --- to_elo -------------------------------------------------------------------------------------
-def test_to_elo_checker(capsys):
-    assert verdict(ch01.check_to_elo, lambda s: 400 / math.log(10) * np.asarray(s) + 1000,
-                   capsys)[0]
-    ok, out = verdict(ch01.check_to_elo, lambda s: 400 * np.asarray(s) + 1000, capsys)
-    assert not ok and "400/ln(10)" in out
-    ok, out = verdict(ch01.check_to_elo, lambda s: 400 / math.log(10) * np.asarray(s), capsys)
-    assert not ok and "1000" in out
-    ok, out = verdict(ch01.check_to_elo, lambda s: 400 / math.log(2) * np.asarray(s) + 1000,
-                      capsys)
-    assert not ok and "to_elo(1)" in out
-
-    def scalar_only(s):
-        return 400 / math.log(10) * float(s) + 1000
-
-    ok, out = verdict(ch01.check_to_elo, scalar_only, capsys)
-    assert not ok and "❌" in out

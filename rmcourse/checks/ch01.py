@@ -1,29 +1,38 @@
 """Checkers for chapter 01 (Bradley-Terry). Each takes the learner's function and prints a verdict.
 
-Every checker compares against `rmcourse.bradley_terry` / `rmcourse.losses` on several inputs,
-including extreme reward gaps, and names the first thing that is wrong.
+Every checker compares against `rmcourse.bradley_terry` / `rmcourse.linear_reward` on several
+inputs, including extreme strengths, and names the typical mistake it recognises first.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from scipy.special import expit
 
-from rmcourse.bradley_terry import fit_bt, predicted_win_matrix, simulate_battles
+from rmcourse.bradley_terry import (
+    bootstrap_leaderboard,
+    fit_bt,
+    plackett_luce_nll,
+    predicted_win_matrix,
+    simulate_battles,
+)
 from rmcourse.checking import check, expect
+from rmcourse.linear_reward import fit_linear_bt
 
 __all__ = [
-    "check_bt_probability",
-    "check_pairwise_loss",
-    "check_bt_nll",
+    "check_bt_nll_and_grad",
     "check_fit_strengths",
-    "check_predicted_win_matrix",
+    "check_plackett_luce_nll",
+    "check_bootstrap_ci",
+    "check_linear_reward",
     "check_find_cycle",
-    "check_to_elo",
 ]
 
 
@@ -41,232 +50,375 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-# ----------------------------------------------------------------------------------------------
-def check_bt_probability(fn: Callable) -> bool:
-    """Exercise: bt_probability(r1, r2) -> P(item 1 beats item 2), on torch tensors."""
-
-    def test() -> None:
-        def call(r1: float, r2: float) -> float:
-            out = fn(torch.tensor(r1), torch.tensor(r2))
-            expect(out is not None, "bt_probability returned None: did you forget `return`?")
-            arr = _as_array(out, f"bt_probability({r1:g}, {r2:g})")
-            expect(arr.size == 1, f"bt_probability({r1:g}, {r2:g}) returned shape {arr.shape}, "
-                                  "expected a single probability")
-            return float(arr.reshape(()))
-
-        p = call(1.0, 0.0)
-        want = math.exp(1) / (math.exp(1) + 1)
-        if abs(p - (1 - want)) < 1e-4:
-            raise AssertionError(f"bt_probability(1, 0) returned {_fmt(p)}: that is P(item 2 "
-                                 "beats item 1); the first argument should win when r1 > r2")
-        expect(abs(p - want) < 1e-4, f"bt_probability(1, 0) returned {_fmt(p)}, expected "
-                                     f"exp(1)/(exp(1)+exp(0)) = {want:.4f}")
-        expect(abs(call(0.0, 0.0) - 0.5) < 1e-6, "equal rewards must give probability 0.5")
-        p2 = call(3.0, 2.0)
-        expect(abs(p2 - want) < 1e-4, f"bt_probability(3, 2) returned {_fmt(p2)}, expected "
-                                      f"{want:.4f}: only the difference r1 - r2 may matter")
-        for r1, r2, target in ((1000.0, 0.0, 1.0), (0.0, 1000.0, 0.0), (1000.0, 1000.0, 0.5),
-                               (-1000.0, -1000.0, 0.5)):
-            got = call(r1, r2)
-            expect(math.isfinite(got), f"bt_probability({r1:g}, {r2:g}) returned {got}: use a "
-                   "stable form such as torch.sigmoid(r1 - r2) (exp(1000) overflows to inf)")
-            expect(abs(got - target) < 1e-6, f"bt_probability({r1:g}, {r2:g}) returned "
-                                             f"{_fmt(got)}, expected {target}")
-        a = torch.tensor([-2.0, 0.5, 4.0])
-        b = torch.tensor([1.0, 0.5, -3.0])
-        out = fn(a, b)
-        arr = _as_array(out, "bt_probability(tensor, tensor)")
-        expect(arr.shape == (3,), f"for 3 pairs bt_probability returned shape {arr.shape}, "
-                                  "expected (3,): work element-wise, no loops or .item()")
-        expect(np.allclose(arr, torch.sigmoid(a - b).double().numpy(), atol=1e-6),
-               f"element-wise values {np.round(arr, 4).tolist()} are wrong, expected "
-               f"{np.round(torch.sigmoid(a - b).numpy(), 4).tolist()}")
-        back = _as_array(fn(b, a), "bt_probability(b, a)")
-        expect(np.allclose(arr + back, 1.0, atol=1e-6),
-               "bt_probability(a, b) + bt_probability(b, a) must be 1")
-
-    return check("bt_probability", test)
+@contextlib.contextmanager
+def _one_thread() -> Iterator[None]:
+    """Tiny tensors: one torch thread is faster, and on a busy 2-core machine two threads wait
+    on each other (a 2000-pair linear fit took 8 s with two threads, 0.1 s with one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # ----------------------------------------------------------------------------------------------
-def check_pairwise_loss(fn: Callable) -> bool:
-    """Exercise: pairwise_loss(chosen, rejected, margin=None) -> mean of -logsigmoid(r_c - r_r - m)."""
-
-    def reference(c: torch.Tensor, r: torch.Tensor, m: Any = 0.0) -> float:
-        return float(-F.logsigmoid(c - r - m).mean())
-
-    def call(c: torch.Tensor, r: torch.Tensor, m: Any = None) -> torch.Tensor:
-        out = fn(c, r) if m is None else fn(c, r, margin=m)
-        expect(out is not None, "pairwise_loss returned None: did you forget `return`?")
-        expect(isinstance(out, torch.Tensor), f"pairwise_loss returned {type(out).__name__}: "
-               "return a torch tensor so the loss can be back-propagated")
-        expect(out.ndim == 0, f"pairwise_loss returned shape {tuple(out.shape)}; reduce to one "
-                              "number with .mean() over pairs")
-        return out
-
-    def test() -> None:
-        zeros = torch.zeros(4)
-        got = float(call(zeros, zeros))
-        if abs(got - 4 * math.log(2)) < 1e-5:
-            raise AssertionError("you returned the sum over pairs; use the mean so the loss "
-                                 "does not scale with batch size")
-        expect(abs(got - math.log(2)) < 1e-5, f"with equal rewards the loss should be log 2 = "
-               f"{math.log(2):.4f} (P = 0.5), got {_fmt(got)}")
-        gen = torch.Generator().manual_seed(0)
-        c = torch.randn(16, generator=gen) * 2
-        r = torch.randn(16, generator=gen) * 2
-        got = float(call(c, r))
-        want = reference(c, r)
-        if abs(got - reference(r, c)) < 1e-5:
-            raise AssertionError("you computed -logsigmoid(r_rejected - r_chosen): the chosen "
-                                 "reward must be the one pushed up")
-        if abs(got - 16 * want) < 1e-4:
-            raise AssertionError("you returned the sum over pairs; use the mean so the loss "
-                                 "does not scale with batch size")
-        expect(abs(got - want) < 1e-5, f"pairwise_loss on random rewards returned {_fmt(got)}, "
-                                       f"expected -logsigmoid(r_c - r_r).mean() = {_fmt(want)}")
-        shifted = float(call(c + 7.0, r + 7.0))
-        expect(abs(shifted - want) < 1e-4, "adding the same constant to both rewards changed "
-                                           "the loss: it must depend on r_c - r_r only")
-        m = torch.rand(16, generator=gen) * 2
-        got_m = float(call(c, r, m))
-        want_m = reference(c, r, m)
-        if abs(got_m - reference(c, r, -m)) < 1e-5 and not torch.all(m == 0):
-            raise AssertionError("the margin must be SUBTRACTED: -logsigmoid(r_c - r_r - margin) "
-                                 "(a pair must be won by at least the margin)")
-        expect(abs(got_m - want_m) < 1e-5, f"with a margin the loss is {_fmt(got_m)}, expected "
-                                           f"{_fmt(want_m)} = -logsigmoid(r_c - r_r - m).mean()")
-        c_x = torch.tensor([-200.0, 200.0], requires_grad=True)
-        r_x = torch.tensor([0.0, 0.0], requires_grad=True)
-        out = call(c_x, r_x)
-        want_x = reference(c_x.detach(), r_x.detach())
-        expect(torch.isfinite(out).item(), f"for a reward gap of -200 the loss is {out.item()}: "
-               "log(sigmoid(x)) underflows to log(0); use F.logsigmoid (or -F.softplus(-x))")
-        expect(abs(out.item() - want_x) < 1e-3, f"for gaps [-200, 200] the loss is "
-               f"{_fmt(out.item())}, expected {_fmt(want_x)}")
-        expect(out.requires_grad, "the loss does not require grad, so no gradient can reach "
-                                  "the rewards: do not call .item() / .detach() / numpy inside")
-        out.backward()
-        expect(c_x.grad is not None, "no gradient reached the chosen rewards: do not call "
-                                     ".item() / .detach() / numpy inside the loss")
-        expect(torch.isfinite(c_x.grad).all().item() and torch.isfinite(r_x.grad).all().item(),
-               "the gradient is not finite at large reward gaps: use F.logsigmoid")
-
-    return check("pairwise_loss", test)
-
-
+# Exercise 1: the negative log-likelihood with ties, and its gradient
 # ----------------------------------------------------------------------------------------------
-def _reference_nll(s: np.ndarray, ia: np.ndarray, ib: np.ndarray, y: np.ndarray) -> float:
+def _nll(s: np.ndarray, ia: np.ndarray, ib: np.ndarray, y: np.ndarray) -> float:
     d = s[ia] - s[ib]
     return float(np.sum(y * np.logaddexp(0, -d) + (1 - y) * np.logaddexp(0, d)))
 
 
-def check_bt_nll(fn: Callable) -> bool:
-    """Exercise: bt_nll(strengths, idx_a, idx_b, y) -> summed negative log-likelihood (float)."""
+def _grad(s: np.ndarray, ia: np.ndarray, ib: np.ndarray, y: np.ndarray) -> np.ndarray:
+    g = expit(s[ia] - s[ib]) - y  # d NLL / d s_a for each battle; model b gets the opposite
+    return np.bincount(ia, g, minlength=len(s)) - np.bincount(ib, g, minlength=len(s))
 
-    def call(s, ia, ib, y) -> float:
-        out = fn(s, ia, ib, y)
-        expect(out is not None, "bt_nll returned None: did you forget `return`?")
-        arr = _as_array(out, "bt_nll")
-        expect(arr.size == 1, f"bt_nll returned shape {arr.shape}: sum over battles to one number")
-        return float(arr.reshape(()))
+
+def _grad_buffered(s: np.ndarray, ia: np.ndarray, ib: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The classic bug: grad[idx] += g keeps only one battle per repeated index."""
+    g = expit(s[ia] - s[ib]) - y
+    out = np.zeros(len(s))
+    out[ia] += g
+    out[ib] -= g
+    return out
+
+
+def check_bt_nll_and_grad(fn: Callable) -> bool:
+    """Exercise 1: bt_nll_and_grad(s, idx_a, idx_b, y) -> (summed NLL: float, gradient: array)."""
+
+    def call(s, ia, ib, y) -> tuple[float, np.ndarray]:
+        out = fn(s.copy(), ia, ib, y)
+        expect(out is not None, "bt_nll_and_grad returned None: did you forget `return`?")
+        expect(isinstance(out, (tuple, list)) and len(out) == 2,
+               f"bt_nll_and_grad returned {type(out).__name__}; return a pair (nll, grad)")
+        nll = _as_array(out[0], "the NLL")
+        expect(nll.size == 1, f"the NLL has shape {nll.shape}: sum over battles to one number")
+        grad = _as_array(out[1], "the gradient")
+        expect(grad.shape == s.shape, f"the gradient has shape {grad.shape}, expected "
+               f"{s.shape}: one partial derivative per model")
+        return float(nll.reshape(())), grad
 
     def test() -> None:
         rng = np.random.default_rng(0)
-        s = rng.normal(size=5)
-        ia = rng.integers(5, size=40)
-        ib = (ia + 1 + rng.integers(4, size=40)) % 5
-        y = (rng.random(40) < 0.6).astype(float)
-        got = call(s, ia, ib, y)
-        want = _reference_nll(s, ia, ib, y)
-        if abs(got + want) < 1e-6:
-            raise AssertionError("you returned the log-likelihood; minimisers need the NEGATIVE "
-                                 "log-likelihood (flip the sign)")
-        if abs(got - want / 40) < 1e-6:
+        n_models, n = 5, 60  # 60 battles among 5 models: every model appears many times
+        s = rng.normal(size=n_models)
+        ia = rng.integers(n_models, size=n)
+        ib = (ia + 1 + rng.integers(n_models - 1, size=n)) % n_models
+        y = np.where(rng.random(n) < 0.15, 0.5, (rng.random(n) < 0.6).astype(float))
+        nll, grad = call(s, ia, ib, y)
+        want = _nll(s, ia, ib, y)
+        if abs(nll + want) < 1e-6:
+            raise AssertionError("you returned the log-likelihood; a minimiser needs the "
+                                 "NEGATIVE log-likelihood (flip the sign)")
+        if abs(nll - want / n) < 1e-6:
             raise AssertionError("you returned the mean over battles; this exercise asks for "
-                                 "the sum (either has the same minimiser, but stick to the sum)")
-        if abs(got - _reference_nll(s, ib, ia, y)) < 1e-6:
-            raise AssertionError("y = 1 means model A won: use sigmoid(s[idx_a] - s[idx_b]) "
-                                 "for P(A wins), you have it the other way round")
-        expect(abs(got - want) < 1e-6, f"bt_nll returned {_fmt(got)} on random battles, "
-                                       f"expected {_fmt(want)}")
-        expect(abs(call(s + 5.0, ia, ib, y) - want) < 1e-6,
-               "adding 5 to every strength changed the NLL: it must depend on differences only")
-        y_tie = np.full(40, 0.5)
-        got_tie = call(s, ia, ib, y_tie)
-        want_tie = _reference_nll(s, ia, ib, y_tie)
-        expect(abs(got_tie - want_tie) < 1e-6, f"with ties (y = 0.5) bt_nll returned "
-               f"{_fmt(got_tie)}, expected {_fmt(want_tie)}: use y*log P(A) + (1-y)*log P(B) "
-               "so a tie counts as half a win for each side")
-        big = np.array([1000.0, -1000.0])
-        got_big = call(big, np.array([0, 1]), np.array([1, 0]), np.array([1.0, 1.0]))
-        want_big = _reference_nll(big, np.array([0, 1]), np.array([1, 0]), np.array([1.0, 1.0]))
-        expect(math.isfinite(got_big), f"for strengths +-1000 bt_nll returned {got_big}: use "
-               "np.logaddexp(0, -d) for -log sigmoid(d), which never overflows")
-        expect(abs(got_big - want_big) < 1e-6 * want_big,
-               f"for strengths +-1000 bt_nll returned {_fmt(got_big)}, expected {_fmt(want_big)}")
+                                 "the sum (same minimiser, but the gradient must match it)")
+        if abs(nll - _nll(s, ib, ia, y)) < 1e-6:
+            raise AssertionError("y = 1 means model A won: P(A wins) = sigmoid(s[idx_a] - "
+                                 "s[idx_b]); you have it the other way round")
+        ties = y == 0.5
+        if abs(nll - _nll(s[:], ia[~ties], ib[~ties], y[~ties])) < 1e-6:
+            raise AssertionError("ties (y = 0.5) contribute nothing in your NLL: a tie is half "
+                                 "a win for each side, y*(-log P(A)) + (1-y)*(-log P(B))")
+        expect(abs(nll - want) < 1e-6, f"the NLL is {_fmt(nll)} on random battles with ties, "
+               f"expected {_fmt(want)}")
 
-    return check("bt_nll", test)
+        g_want = _grad(s, ia, ib, y)
+        if np.allclose(grad, -g_want, atol=1e-6):
+            raise AssertionError("your gradient has the wrong sign: that is the gradient of the "
+                                 "log-likelihood. d NLL / d s_a = sigmoid(s_a - s_b) - y")
+        if np.allclose(grad, _grad_buffered(s, ia, ib, y), atol=1e-6):
+            raise AssertionError("a model that plays several battles gets only ONE battle's "
+                                 "gradient: `grad[idx_a] += g` does not accumulate repeated "
+                                 "indices. Use np.add.at or np.bincount(idx, weights, minlength)")
+        only_a = np.bincount(ia, expit(s[ia] - s[ib]) - y, minlength=n_models)
+        if np.allclose(grad, only_a, atol=1e-6):
+            raise AssertionError("only model A's strength gets a gradient; every battle also "
+                                 "moves model B, by the opposite amount")
+        if np.allclose(grad, g_want / n, atol=1e-8):
+            raise AssertionError("your gradient is the mean's (divided by the number of "
+                                 "battles) while the NLL is the sum: they must match")
+        expect(abs(grad.sum()) < 1e-6, f"the gradient sums to {grad.sum():.4g}; it must sum to 0 "
+               "(adding a constant to every strength changes nothing)")
+        expect(np.allclose(grad, g_want, atol=1e-6), f"gradient {np.round(grad, 4).tolist()} is "
+               f"wrong, expected {np.round(g_want, 4).tolist()}")
+
+        nll5, grad5 = call(s + 5.0, ia, ib, y)
+        expect(abs(nll5 - want) < 1e-6, "adding 5 to every strength changed the NLL: it must "
+               "depend on differences only")
+        big = np.array([1000.0, -1000.0])
+        ia2, ib2, y2 = np.array([0, 1]), np.array([1, 0]), np.array([1.0, 1.0])
+        nll_big, grad_big = call(big, ia2, ib2, y2)
+        want_big = _nll(big, ia2, ib2, y2)
+        expect(math.isfinite(nll_big), f"for strengths +-1000 the NLL is {nll_big}: -log "
+               "sigmoid(d) must be computed without exp overflow (np.logaddexp(0, -d))")
+        expect(abs(nll_big - want_big) < 1e-6 * want_big, f"for strengths +-1000 the NLL is "
+               f"{_fmt(nll_big)}, expected {_fmt(want_big)}")
+        expect(np.isfinite(grad_big).all(), "for strengths +-1000 the gradient is not finite: "
+               "use scipy.special.expit for the sigmoid")
+
+    return check("bt_nll_and_grad", test)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 2: fit the strengths with hand-written Newton (or gradient) steps
+# ----------------------------------------------------------------------------------------------
+def _encode(battles: pd.DataFrame) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    names = sorted(set(battles["model_a"]) | set(battles["model_b"]))
+    idx = {m: i for i, m in enumerate(names)}
+    y = battles["winner"].map({"a": 1.0, "b": 0.0, "tie": 0.5}).to_numpy()
+    return names, battles["model_a"].map(idx).to_numpy(), battles["model_b"].map(idx).to_numpy(), y
 
 
 def check_fit_strengths(fn: Callable) -> bool:
-    """Exercise: fit_strengths(battles) -> pd.Series of mean-0 BT strengths indexed by model."""
+    """Exercise 2: fit_strengths(battles) -> pd.Series of mean-0 BT strengths indexed by model."""
 
     def test() -> None:
         truth = {"ant": 1.2, "bee": 0.4, "cat": 0.0, "dog": -0.5, "eel": -1.1}
-        battles = simulate_battles(truth, 3000, seed=11, tie_prob=0.05)
-        out = fn(battles)
+        battles = simulate_battles(truth, 3000, seed=11, tie_prob=0.1)
+        try:
+            out = fn(battles.copy())
+        except np.linalg.LinAlgError as err:
+            raise AssertionError(f"LinAlgError ({err}): the Hessian is singular, because adding "
+                                 "the same constant to every strength changes nothing. Solve "
+                                 "with np.linalg.lstsq / pinv, add a tiny ridge, or pin one "
+                                 "strength to 0") from None
         expect(isinstance(out, pd.Series), f"fit_strengths returned {type(out).__name__}, "
                "expected a pandas Series indexed by model name")
         expect(set(out.index) == set(truth), f"the Series index is {sorted(map(str, out.index))},"
                                              f" expected the model names {sorted(truth)}")
         values = _as_array(out.to_numpy(), "fit_strengths")
-        expect(np.isfinite(values).all(), "some fitted strengths are not finite")
+        expect(np.isfinite(values).all(), "some fitted strengths are not finite: a Newton step "
+               "with a singular Hessian, or a step size that diverged?")
         expect(abs(values.mean()) < 1e-4, f"strengths have mean {values.mean():.4g}; only "
                "differences are identified, so centre them (subtract the mean)")
         ref = fit_bt(battles, l2=0.0)
-        diff = (out.reindex(ref.index).astype(float) - ref).abs().max()
-        flipped = (out.reindex(ref.index).astype(float) + ref).abs().max()
-        if flipped < 1e-2:
+        mine = out.reindex(ref.index).astype(float)
+        if (mine + ref).abs().max() < 1e-2:
             raise AssertionError("the strengths have the wrong sign: the winner's strength must "
-                                 "go up")
-        expect(diff < 1e-2, f"fitted strengths differ from the maximum-likelihood ones by up to "
-                            f"{diff:.3f}:\n{pd.DataFrame({'yours': out, 'mle': ref}).round(3)}")
+                                 "go up (step AGAINST the gradient of the NLL)")
+        dropped = fit_bt(battles[battles["winner"] != "tie"], l2=0.0)
+        if (mine - dropped).abs().max() < 1e-3:
+            raise AssertionError("you dropped the tied battles; count a tie as half a win for "
+                                 "each side (y = 0.5)")
+        as_win = fit_bt(battles.replace({"winner": {"tie": "a"}}), l2=0.0)
+        if (mine - as_win).abs().max() < 1e-3:
+            raise AssertionError("you counted a tie as a win for model A; a tie is y = 0.5")
+        names, ia, ib, y = _encode(battles)
+        grad = _grad(mine.reindex(names).to_numpy(), ia, ib, y) / len(battles)
+        diff = float((mine - ref).abs().max())
+        if np.abs(grad).max() > 1e-5 and diff > 1e-3:
+            raise AssertionError(f"not converged: the NLL's gradient per battle is still "
+                                 f"{np.abs(grad).max():.2e} at your strengths (off by up to "
+                                 f"{diff:.3f}). Take more steps: Newton needs a handful, plain "
+                                 "gradient descent hundreds")
+        expect(diff < 1e-3, f"fitted strengths differ from the maximum-likelihood ones by up to "
+                            f"{diff:.4f}:\n{pd.DataFrame({'yours': mine, 'mle': ref}).round(4)}")
 
     return check("fit_strengths", test)
 
 
 # ----------------------------------------------------------------------------------------------
-def check_predicted_win_matrix(fn: Callable) -> bool:
-    """Exercise: predicted_win_matrix(strengths: Series) -> DataFrame, [i, j] = P(i beats j)."""
+# Exercise 3: Plackett-Luce for a K-wise ranking
+# ----------------------------------------------------------------------------------------------
+def _all_pairs(r: torch.Tensor, ranking: torch.Tensor, mean: bool) -> float:
+    ordered = r[ranking]
+    k = len(ordered)
+    losses = [float(-F.logsigmoid(ordered[i] - ordered[j])) for i in range(k) for j in range(i + 1, k)]
+    return float(np.mean(losses) if mean else np.sum(losses))
+
+
+def check_plackett_luce_nll(fn: Callable) -> bool:
+    """Exercise 3: plackett_luce_nll(rewards[K], ranking[K] best first) -> 0-d tensor."""
+
+    def call(r: torch.Tensor, ranking: torch.Tensor) -> torch.Tensor:
+        with _one_thread():
+            out = fn(r, ranking.clone())
+        expect(out is not None, "plackett_luce_nll returned None: did you forget `return`?")
+        expect(isinstance(out, torch.Tensor), f"plackett_luce_nll returned {type(out).__name__};"
+               " return a torch tensor so the loss can be back-propagated")
+        expect(out.numel() == 1, f"plackett_luce_nll returned shape {tuple(out.shape)}: sum the "
+               "stages to one number")
+        return out.reshape(())
 
     def test() -> None:
-        s = pd.Series({"x": 2.0, "y": 0.0, "z": -1.5})
-        out = fn(s)
-        expect(isinstance(out, pd.DataFrame), f"returned {type(out).__name__}, expected a "
-                                              "pandas DataFrame")
-        expect(list(out.index) == list(s.index) and list(out.columns) == list(s.index),
-               f"index {list(out.index)} / columns {list(out.columns)} should both be the model "
-               f"names in order {list(s.index)}")
-        got = _as_array(out.to_numpy(), "predicted_win_matrix")
-        want = predicted_win_matrix(s).to_numpy()
-        if np.allclose(got, want.T, atol=1e-6):
-            raise AssertionError("entry [i, j] must be P(row i beats column j) = "
-                                 "sigmoid(s_i - s_j); yours is transposed")
-        expect(np.allclose(np.diag(got), 0.5), f"the diagonal is {np.diag(got).tolist()}, a model "
-                                               "against itself should be 0.5")
-        expect(np.allclose(got, want, atol=1e-6), f"values are wrong:\n{np.round(got, 4)}\n"
-               f"expected:\n{np.round(want, 4)}")
-        big = pd.Series({"a": 800.0, "b": -800.0})
-        got_big = _as_array(fn(big).to_numpy(), "predicted_win_matrix")
-        expect(np.isfinite(got_big).all(), "strengths of +-800 gave nan/inf: use a stable "
-                                           "sigmoid of the difference (scipy.special.expit)")
+        pair = torch.tensor([0.5, -0.3])
+        got2 = float(call(pair, torch.tensor([0, 1])))
+        if abs(got2 - float(-F.logsigmoid(pair[1] - pair[0]))) < 1e-5:
+            raise AssertionError("ranking [0, 1] means item 0 is best; your loss treats item 1 as "
+                                 "the winner (ranking lists item indices best first)")
+        expect(abs(got2 - float(-F.logsigmoid(pair[0] - pair[1]))) < 1e-5,
+               f"for K = 2 Plackett-Luce is -log sigmoid(r_w - r_l) = "
+               f"{float(-F.logsigmoid(pair[0] - pair[1])):.4f}; got {_fmt(got2)}")
 
-    return check("predicted_win_matrix", test)
+        r = torch.tensor([1.0, -0.5, 0.3, 2.0])
+        ranking = torch.tensor([3, 0, 2, 1])
+        got = float(call(r, ranking))
+        want = float(plackett_luce_nll(r, ranking))
+        k = len(r)
+        whole = float(-(r[ranking] - torch.logsumexp(r, 0))[:-1].sum())
+        whole_all = float(-(r[ranking] - torch.logsumexp(r, 0)).sum())
+        if min(abs(got - whole), abs(got - whole_all)) < 1e-5:
+            raise AssertionError("every stage uses all K items in the denominator; at stage k "
+                                 "only the items not placed yet compete (logsumexp over "
+                                 "ranking[k:])")
+        if abs(got - float(plackett_luce_nll(r, ranking.flip(0)))) < 1e-5:
+            raise AssertionError("you read the ranking worst first; ranking[0] is the BEST item")
+        inverse = torch.argsort(ranking)
+        if abs(got - float(plackett_luce_nll(r, inverse))) < 1e-5:
+            raise AssertionError("ranking[k] is the index of the item placed k-th, not the rank "
+                                 "of item k (you used the inverse permutation)")
+        if abs(got - _all_pairs(r, ranking, mean=False)) < 1e-5 or \
+                abs(got - _all_pairs(r, ranking, mean=True)) < 1e-5:
+            raise AssertionError("that is InstructGPT's all-pairs loss (-log sigmoid over every "
+                                 "pair of the ranking), a different likelihood; Plackett-Luce "
+                                 "picks the best of the remaining items, stage by stage")
+        if abs(got - want / (k - 1)) < 1e-5:
+            raise AssertionError("you averaged over stages; -log P(ranking) is the SUM of the "
+                                 "stages' -log probabilities")
+        expect(abs(got - want) < 1e-5, f"for rewards {r.tolist()} and ranking {ranking.tolist()}"
+               f" the NLL is {_fmt(got)}, expected {_fmt(want)}")
+        shifted = float(call(r + 7.0, ranking))
+        expect(abs(shifted - want) < 1e-4, "adding 7 to every reward changed the NLL: "
+               "Plackett-Luce depends on differences only")
+        big = torch.tensor([1000.0, -1000.0, 500.0], requires_grad=True)
+        out = call(big, torch.tensor([2, 0, 1]))
+        want_big = float(plackett_luce_nll(big.detach(), torch.tensor([2, 0, 1])))
+        expect(torch.isfinite(out).item(), f"for rewards of +-1000 the NLL is {out.item()}: "
+               "log(sum(exp(...))) overflows; use torch.logsumexp")
+        expect(abs(out.item() - want_big) < 1e-3 * max(1.0, want_big),
+               f"for rewards of +-1000 the NLL is {_fmt(out.item())}, expected {_fmt(want_big)}")
+        expect(out.requires_grad, "the result does not require grad: do not call .item() / "
+               ".detach() / numpy inside, the loss must train the rewards")
+        out.backward()
+        expect(big.grad is not None and torch.isfinite(big.grad).all().item(),
+               "no finite gradient reached the rewards")
+
+    return check("plackett_luce_nll", test)
 
 
+# ----------------------------------------------------------------------------------------------
+# Exercise 4: bootstrap confidence intervals for an arena
+# ----------------------------------------------------------------------------------------------
+def check_bootstrap_ci(fn: Callable) -> bool:
+    """Exercise 4: bootstrap_ci(battles, n_boot, seed) -> DataFrame[model -> ci_low, ci_high]."""
+    truth = {"ant": 1.2, "bee": 0.5, "cat": 0.0, "dog": -0.6, "eel": -1.1}
+
+    def call(battles: pd.DataFrame, n_boot: int, seed: int) -> pd.DataFrame:
+        out = fn(battles.copy(), n_boot=n_boot, seed=seed)
+        expect(isinstance(out, pd.DataFrame), f"bootstrap_ci returned {type(out).__name__}, "
+               "expected a pandas DataFrame indexed by model")
+        for col in ("ci_low", "ci_high"):
+            expect(col in out.columns, f"missing column {col!r}; got {list(out.columns)}")
+        expect(set(out.index) == set(truth), f"the index is {sorted(map(str, out.index))}, "
+               f"expected the model names {sorted(truth)}")
+        table = out.reindex(sorted(truth))[["ci_low", "ci_high"]].astype(float)
+        expect(np.isfinite(table.to_numpy()).all(), "some interval ends are not finite")
+        expect((table["ci_low"] <= table["ci_high"]).all(), "ci_low is above ci_high for some "
+               "model: low is the 2.5th percentile, high the 97.5th")
+        return table
+
+    def test() -> None:
+        small = simulate_battles(truth, 400, seed=3)
+        big = simulate_battles(truth, 1600, seed=4)
+        n_boot = 50
+        out = call(small, n_boot, 0)
+        width = out["ci_high"] - out["ci_low"]
+        expect(width.max() > 1e-9, "every interval has width 0: all resamples were the same "
+               "battles. Draw len(battles) rows WITH replacement, a fresh draw for each refit")
+        again = call(small, n_boot, 0)
+        expect(np.allclose(again.to_numpy(), out.to_numpy()), "two calls with seed=0 gave "
+               "different intervals: make one np.random.default_rng(seed) and draw from it")
+        point = fit_bt(small).reindex(out.index)
+        if (point > out["ci_high"]).sum() >= 3:
+            raise AssertionError("your intervals sit below the fitted strengths: np.percentile "
+                                 "takes percents (2.5, 97.5), np.quantile and pandas' quantile "
+                                 "take fractions (0.025, 0.975)")
+        outside = [m for m in out.index
+                   if not out.loc[m, "ci_low"] - 1e-9 <= point[m] <= out.loc[m, "ci_high"] + 1e-9]
+        expect(not outside, f"the fit on all battles lies outside your interval for {outside}: "
+               "refit each resample with fit_bt and take percentiles of those strengths")
+        ref = bootstrap_leaderboard(small, n_boot=200, seed=1).set_index("model")
+        ratio = float(width.mean() / (ref["ci_high"] - ref["ci_low"]).mean())
+        expect(ratio > 0.65, f"your intervals are {ratio:.2f}x as wide as a 95% percentile "
+               "bootstrap's: too narrow. A 68% interval (one standard deviation), or a standard "
+               "error divided by sqrt(n_boot), looks like this: use the 2.5th and 97.5th "
+               "percentiles of the refitted strengths")
+        expect(ratio < 1.5, f"your intervals are {ratio:.2f}x as wide as a 95% percentile "
+               "bootstrap's: too wide. Each resample must hold as many battles as there are "
+               "(size=len(battles), not n_boot), and use the 2.5th and 97.5th percentiles")
+        wide = call(big, n_boot, 0)
+        shrink = float(width.mean() / (wide["ci_high"] - wide["ci_low"]).mean())
+        expect(shrink > 1.35, f"with 4x more battles the intervals only shrank {shrink:.2f}x "
+               "(expected about 2x, as 1/sqrt(n)): resample len(battles) rows, not a fixed number")
+
+    return check("bootstrap_ci", test)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 5: a linear Bradley-Terry reward
+# ----------------------------------------------------------------------------------------------
+def _linear_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """2000 pairs with 4 integer-valued features, labels sampled from BT on known weights."""
+    gen = torch.Generator().manual_seed(seed)
+    w_true = torch.tensor([1.0, -0.5, 2.0, 0.0], dtype=torch.float64)
+    xa = torch.randint(0, 4, (2000, 4), generator=gen).double()
+    xb = torch.randint(0, 4, (2000, 4), generator=gen).double()
+    a_wins = torch.rand(2000, generator=gen, dtype=torch.float64) < torch.sigmoid((xa - xb) @ w_true)
+    xc = torch.where(a_wins[:, None], xa, xb)
+    xr = torch.where(a_wins[:, None], xb, xa)
+    return xc, xr
+
+
+def check_linear_reward(fn: Callable) -> bool:
+    """Exercise 5: fit_linear_reward(X_chosen, X_rejected) -> weights [k] of r = X @ w."""
+
+    def test() -> None:
+        xc, xr = _linear_data()
+        k = xc.shape[1]
+        with _one_thread():
+            out = fn(xc.clone(), xr.clone())
+        expect(out is not None, "fit_linear_reward returned None: did you forget `return`?")
+        w = _as_array(out, "fit_linear_reward").reshape(-1)
+        if w.shape == (k + 1,):
+            raise AssertionError(f"you returned {k + 1} weights for {k} features: drop the "
+                                 "intercept, a constant added to every reward cancels in r_c - r_r")
+        expect(w.shape == (k,), f"returned {w.shape[0]} weights, expected {k} (one per feature)")
+        expect(np.isfinite(w).all(), f"weights {w.tolist()} are not finite: the learning rate is "
+               "too large")
+        ref = fit_linear_bt(xc, xr, l2=0.0).numpy()
+        cos = float(w @ ref / (np.linalg.norm(w) * np.linalg.norm(ref) + 1e-12))
+        if cos < -0.9:
+            raise AssertionError("the weights have the wrong sign: the chosen response must get "
+                                 "the higher reward, loss = pairwise_loss(X_c @ w, X_r @ w)")
+        wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
+        F.softplus(-(xc - xr) @ wt).mean().backward()
+        grad = wt.grad.numpy()
+        diff = float(np.abs(w - ref).max())
+        if np.abs(grad).max() > 1e-3 and diff > 0.02:
+            length = float(np.linalg.norm(w) / np.linalg.norm(ref))
+            if cos > 0.995 and length < 0.97:
+                raise AssertionError(f"the weights point the right way but are shrunk toward 0 "
+                                     f"({length:.0%} of the maximum-likelihood length: "
+                                     f"{np.round(w, 3).tolist()} vs {np.round(ref, 3).tolist()})."
+                                     " Weight decay does this (AdamW's default weight_decay=0.01,"
+                                     " or an L2 term: use Adam or weight_decay=0), and so does "
+                                     "stopping before the loss has converged")
+            raise AssertionError(f"not converged: the mean loss's gradient is still "
+                                 f"{np.abs(grad).max():.1e} at your weights (off by up to "
+                                 f"{diff:.3f}). More steps, a larger learning rate, or LBFGS")
+        expect(diff < 0.02, f"weights {np.round(w, 3).tolist()} differ from the maximum-"
+               f"likelihood ones {np.round(ref, 3).tolist()} by up to {diff:.3f}")
+
+    return check("linear_reward", test)
+
+
+# ----------------------------------------------------------------------------------------------
+# Exercise 6: an intransitive cycle
+# ----------------------------------------------------------------------------------------------
 def check_find_cycle(fn: Callable) -> bool:
-    """Exercise: find_cycle(win_rate: DataFrame) -> (i, j, k) with i>j>k>i (each > 0.5) or None."""
+    """Exercise 6: find_cycle(win_rate: DataFrame) -> (i, j, k) with i>j>k>i (each > 0.5) or None."""
 
     def valid_cycle(win: pd.DataFrame, cyc: Any) -> bool:
         if not isinstance(cyc, (tuple, list)) or len(cyc) != 3:
@@ -306,36 +458,3 @@ def check_find_cycle(fn: Callable) -> bool:
                             f"returned {got!r}")
 
     return check("find_cycle", test)
-
-
-# ----------------------------------------------------------------------------------------------
-def check_to_elo(fn: Callable) -> bool:
-    """Exercise: to_elo(strength) -> 400 / ln(10) * strength + 1000."""
-
-    def test() -> None:
-        def call(x: Any) -> np.ndarray:
-            out = fn(x)
-            expect(out is not None, "to_elo returned None: did you forget `return`?")
-            return _as_array(out, f"to_elo({x!r})")
-
-        got0 = float(call(0.0))
-        expect(abs(got0 - 1000) < 1e-6, f"to_elo(0) returned {_fmt(got0)}: a strength of 0 "
-                                         "(the average model) should be 1000")
-        got1 = float(call(1.0))
-        want1 = 400 / math.log(10) + 1000
-        if abs(got1 - 1400) < 1e-6:
-            raise AssertionError("to_elo(1) returned 1400: Elo puts 400 points on a factor of 10 "
-                                 "in odds, and a log-odds unit is a factor e, so use 400/ln(10) "
-                                 "= 173.7 points per unit")
-        expect(abs(got1 - want1) < 1e-4, f"to_elo(1) returned {_fmt(got1)}, expected "
-                                         f"{want1:.2f}")
-        got10 = float(call(math.log(10)))
-        expect(abs(got10 - 1400) < 1e-4, f"to_elo(ln 10) returned {_fmt(got10)}: 10:1 odds "
-                                         "should be exactly 400 points above 1000")
-        arr = np.array([-1.0, 0.5, 2.0])
-        got_arr = call(arr)
-        expect(got_arr.shape == (3,) and np.allclose(got_arr, arr * 400 / math.log(10) + 1000),
-               f"to_elo on an array returned {np.round(got_arr, 2).tolist()}, expected "
-               f"{np.round(arr * 400 / math.log(10) + 1000, 2).tolist()}")
-
-    return check("to_elo", test)
