@@ -18,6 +18,8 @@ import pandas as pd
 from scipy.optimize import minimize_scalar
 from scipy.special import expit, log_expit
 
+from rmcourse.validation import as_count, as_float_array, as_number
+
 __all__ = [
     "predicted_side_confidence",
     "reliability_table",
@@ -30,22 +32,10 @@ __all__ = [
 ]
 
 
-def _as_array(values, name: str) -> np.ndarray:
-    if isinstance(values, (str, bytes)):
-        raise TypeError(f"{name} must be numbers, got a string")
-    if hasattr(values, "detach"):  # torch tensor
-        values = values.detach().cpu().float().numpy()
-    try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be an array of numbers: {err}") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} has a non-finite value at position {int(np.flatnonzero(~np.isfinite(arr))[0])}")
-    return arr
+def _as_array(values, name: str, allow_bool: bool = False) -> np.ndarray:
+    # Strings, None, booleans (unless allowed), NaN/inf and empty input are refused with a
+    # message naming `name` (rmcourse.validation).
+    return as_float_array(values, name, allow_bool=allow_bool)
 
 
 def _pair(chosen, rejected) -> tuple[np.ndarray, np.ndarray]:
@@ -59,7 +49,7 @@ def _pair(chosen, rejected) -> tuple[np.ndarray, np.ndarray]:
 def _labels(labels, n: int) -> np.ndarray:
     if labels is None:
         return np.ones(n)
-    y = _as_array(labels, "labels")
+    y = _as_array(labels, "labels", allow_bool=True)
     if y.size != n:
         raise ValueError(f"labels has {y.size} entries for {n} pairs")
     if not np.all((y >= 0) & (y <= 1)):
@@ -87,7 +77,7 @@ def predicted_side_confidence(chosen, rejected, labels=None) -> tuple[np.ndarray
 
 def _conf_correct(confidence, correct, low: float) -> tuple[np.ndarray, np.ndarray]:
     conf = _as_array(confidence, "confidence")
-    corr = _as_array(correct, "correct")
+    corr = _as_array(correct, "correct", allow_bool=True)
     if conf.size != corr.size:
         raise ValueError(f"confidence and correct differ in length: {conf.size} vs {corr.size}")
     if not np.all((corr == 0) | (corr == 1)):
@@ -106,10 +96,8 @@ def reliability_table(confidence, correct, n_bins: int = 10, low: float = 0.5) -
     `low=0.5` suits the predicted side's confidence (it never falls below 0.5); use `low=0.0` for
     a probability of a fixed side. The last bin is closed on the right and the first on the left.
     """
-    if not isinstance(n_bins, int) or isinstance(n_bins, bool) or n_bins < 1:
-        raise ValueError(f"n_bins must be a positive int, got {n_bins!r}")
-    if not 0.0 <= low < 1.0:
-        raise ValueError(f"low must be in [0, 1), got {low}")
+    n_bins = as_count(n_bins, "n_bins")
+    low = as_number(low, "low", low=0.0, high=1.0, high_open=True)
     conf, corr = _conf_correct(confidence, correct, low)
     edges = np.linspace(low, 1.0, n_bins + 1)
     idx = np.clip(np.floor((conf - low) / (1.0 - low) * n_bins).astype(int), 0, n_bins - 1)
@@ -166,9 +154,7 @@ def pairwise_nll(chosen, rejected, labels=None, temperature: float = 1.0) -> flo
     """
     c, r = _pair(chosen, rejected)
     y = _labels(labels, c.size)
-    t = float(temperature)
-    if not np.isfinite(t) or t <= 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    t = as_number(temperature, "temperature", low=0.0, low_open=True)
     z = (c - r) / t
     return float(-(y * log_expit(z) + (1 - y) * log_expit(-z)).mean())
 
@@ -183,7 +169,10 @@ def fit_temperature(chosen, rejected, labels=None, bounds: tuple[float, float] =
     """
     c, r = _pair(chosen, rejected)
     y = _labels(labels, c.size)
-    lo, hi = bounds
+    if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+        raise TypeError(f"bounds must be a (low, high) pair of numbers, got {bounds!r}")
+    lo = as_number(bounds[0], "bounds[0]", low=0.0, low_open=True)
+    hi = as_number(bounds[1], "bounds[1]", low=0.0, low_open=True)
     if not 0 < lo < hi:
         raise ValueError(f"bounds must satisfy 0 < low < high, got {bounds}")
     if np.all(c == r):
@@ -197,22 +186,23 @@ def fit_temperature(chosen, rejected, labels=None, bounds: tuple[float, float] =
 
 def apply_temperature(rewards, temperature: float):
     """Rewards divided by T (same type back: NumPy, torch or float); use on chosen and rejected."""
-    t = float(temperature)
-    if not np.isfinite(t) or t <= 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature}")
+    t = as_number(temperature, "temperature", low=0.0, low_open=True)
+    if isinstance(rewards, (bool, np.bool_)) or rewards is None or isinstance(rewards, (str, bytes)):
+        raise TypeError(f"rewards must be numbers, got {type(rewards).__name__}")
+    if isinstance(rewards, (int, float, np.number)):
+        return as_number(rewards, "rewards") / t
+    checked = _as_array(rewards, "rewards")  # NaN, strings and the like are refused here
     if isinstance(rewards, (list, tuple)):
-        rewards = np.asarray(rewards, dtype=float)
+        return checked / t
     return rewards / t
 
 
 def brier_score(probabilities, outcomes) -> float:
     """Mean squared error between predicted probabilities and 0/1 outcomes (or vote shares)."""
-    p = _as_array(probabilities, "probabilities")
-    y = _as_array(outcomes, "outcomes")
+    p = as_float_array(probabilities, "probabilities", low=0.0, high=1.0,
+                       range_hint="probabilities are fractions in [0, 1], not percentages")
+    y = as_float_array(outcomes, "outcomes", allow_bool=True, low=0.0, high=1.0,
+                       range_hint="0/1 outcomes or vote shares in [0, 1]")
     if p.size != y.size:
         raise ValueError(f"probabilities and outcomes differ in length: {p.size} vs {y.size}")
-    if np.any((p < 0) | (p > 1)):
-        raise ValueError("probabilities must lie in [0, 1]")
-    if np.any((y < 0) | (y > 1)):
-        raise ValueError("outcomes must lie in [0, 1]")
     return float(np.mean((p - y) ** 2))

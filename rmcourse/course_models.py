@@ -59,9 +59,11 @@ class CourseRecipe:
 
     def to_dict(self) -> dict:
         """JSON-able identity of the recipe (`progress` is left out: it does not change weights)."""
+        from rmcourse.world import WORLD_VERSION  # new world data means a new checkpoint
+
         config = dataclasses.asdict(self.config)
         config.pop("progress", None)
-        return {"version": self.version, "base_model": self.base_model,
+        return {"version": self.version, "world_version": WORLD_VERSION, "base_model": self.base_model,
                 "world_seed": self.world_seed, "n_train": self.n_train, "n_val": self.n_val,
                 "n_test": self.n_test, "frozen_layers": self.frozen_layers, "config": config}
 

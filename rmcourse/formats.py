@@ -33,8 +33,11 @@ content alone), unless a tokenizer with a chat template is given: then the promp
 templated full conversation, as TRL does.
 
 Policy on bad rows: missing column -> ValueError naming it; wrong type -> TypeError naming the
-column and row; empty chosen/rejected text -> ValueError naming the row; chosen == rejected ->
-ValueError naming the row (a pair with identical responses carries no preference). With
+column and row; empty or null (None, a CSV's empty cell) chosen/rejected text -> ValueError
+naming the row; chosen == rejected -> ValueError naming the row (a pair with identical responses
+carries no preference). Nothing is silently re-read as something else: a transcript with a
+"Human:" turn is HH-RLHF (and an error without an "Assistant:" turn, not implicit-prompt text);
+a message role outside `MESSAGE_ROLES` is an error; a response must be the assistant's turn. With
 ``errors="drop"`` such rows (ValueError cases only) are dropped and counted in a log message
 instead -- useful on real dumps, where a few HH-RLHF rows have empty or identical responses.
 Canonical optional columns already present in the input (e.g. ``margin``) are validated and kept;
@@ -42,6 +45,7 @@ other extra columns (``chosen_model``, ``messages``, ...) are dropped.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -114,6 +118,10 @@ CANONICAL_FEATURES = datasets.Features(
     }
 )
 
+# Chat roles accepted in conversational data (TRL / OpenAI message format).
+MESSAGE_ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
+RESPONSE_ROLES: tuple[str, ...] = ("assistant", "tool")
+
 HH_HUMAN = "\n\nHuman:"
 HH_ASSISTANT = "\n\nAssistant:"
 
@@ -151,6 +159,9 @@ def detect_format(row: Mapping[str, Any]) -> str:
             raise ValueError(f"missing column '{b}' (row keys: {sorted(map(str, row.keys()))})")
     if "chosen" not in row:
         raise _unknown_format(row, "no 'chosen'/'rejected' columns")
+    if _is_null(row["chosen"]) or _is_null(row["rejected"]):
+        raise ValueError("cannot detect the format of a row whose 'chosen' or 'rejected' is null "
+                         f"(row keys: {sorted(map(str, row.keys()))})")
     chosen, prompt = row["chosen"], row.get("prompt")
     if isinstance(chosen, list):
         if "score_chosen" in row or "prompt_id" in row:
@@ -169,7 +180,10 @@ def detect_format(row: Mapping[str, Any]) -> str:
             ):
                 return "rewardbench"
             return "trl_standard"
-        if HH_HUMAN in chosen and HH_ASSISTANT in chosen:
+        rejected = row.get("rejected")
+        if _looks_like_hh(chosen) or (isinstance(rejected, str) and _looks_like_hh(rejected)):
+            # A transcript with a Human turn is HH-RLHF even when it lacks an Assistant turn:
+            # the adapter then says so, instead of splitting it as implicit-prompt text.
             return "hh_rlhf"
         return "trl_implicit"
     raise _unknown_format(row, f"'chosen' is {type(chosen).__name__}, expected str or a list of messages")
@@ -178,14 +192,28 @@ def detect_format(row: Mapping[str, Any]) -> str:
 # ----------------------------------------------------------------------------- text helpers
 
 
+def _looks_like_hh(text: str) -> bool:
+    """An Anthropic HH transcript: a "\n\nHuman:" turn, or text that opens with "Human:"."""
+    return HH_HUMAN in text or text.lstrip().startswith("Human:")
+
+
+def _is_null(value: Any) -> bool:
+    """None, or a float NaN (how pandas and CSV files spell a missing cell)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _expect_str(value: Any, column: str, index: int) -> str:
+    if _is_null(value):
+        raise ValueError(f"empty text in row {index} (column '{column}' is null)")
     if not isinstance(value, str):
         raise TypeError(f"column '{column}' in row {index} must be str, got {type(value).__name__}")
     return value
 
 
 def _expect_messages(value: Any, column: str, index: int) -> list[dict]:
-    if not isinstance(value, list):
+    if _is_null(value):
+        raise ValueError(f"empty text in row {index} (column '{column}' is null)")
+    if not isinstance(value, (list, tuple)):
         raise TypeError(
             f"column '{column}' in row {index} must be a list of messages, got {type(value).__name__}"
         )
@@ -199,7 +227,28 @@ def _expect_messages(value: Any, column: str, index: int) -> list[dict]:
                 f"column '{column}' in row {index}: message {j} needs str 'role' and 'content', got "
                 f"{type(msg['role']).__name__} and {type(msg['content']).__name__}"
             )
+        if msg["role"] not in MESSAGE_ROLES:
+            raise ValueError(
+                f"column '{column}' in row {index}: message {j} has unknown role {msg['role']!r}; "
+                f"roles are {', '.join(MESSAGE_ROLES)}"
+            )
+        if msg["role"] != "system" and not msg["content"].strip():
+            raise ValueError(f"empty text in row {index} (column '{column}', message {j} "
+                             f"({msg['role']}) has no content)")
     return [{"role": m["role"], "content": m["content"]} for m in value]
+
+
+def _check_response_roles(messages: list[dict], column: str, index: int) -> None:
+    """A response is the assistant's turn (tool results may sit between assistant messages)."""
+    for j, msg in enumerate(messages):
+        if msg["role"] not in RESPONSE_ROLES:
+            raise ValueError(
+                f"row {index}: the response in column '{column}' holds a {msg['role']!r} message "
+                f"(response message {j}); a response must be the assistant's turn"
+            )
+    if messages and messages[-1]["role"] != "assistant":
+        raise ValueError(f"row {index}: the response in column '{column}' does not end with an "
+                         "assistant message")
 
 
 def render_messages(messages: Sequence[Mapping[str, str]]) -> str:
@@ -207,6 +256,7 @@ def render_messages(messages: Sequence[Mapping[str, str]]) -> str:
 
     Used when no tokenizer chat template is given; it is readable and model-agnostic.
     """
+    messages = _expect_messages(messages, "messages", 0)
     return "\n".join(f"{str(m['role']).capitalize()}: {m['content']}" for m in messages)
 
 
@@ -239,8 +289,13 @@ def split_common_prefix(chosen: str, rejected: str) -> tuple[str, str, str]:
 
     Longest common prefix, moved back to a word boundary so no word is cut, trailing whitespace
     left with the responses (``prompt + response`` == the original text). Both responses stay
-    non-empty; when no boundary fits, the prompt is "".
+    non-empty; when no boundary fits, the prompt is "". Both texts must be non-empty strings.
     """
+    for name, text in (("chosen", chosen), ("rejected", rejected)):
+        if not isinstance(text, str):
+            raise TypeError(f"{name} must be str, got {type(text).__name__}")
+        if not text:
+            raise ValueError(f"{name} is empty")
     limit = min(len(chosen), len(rejected))
     i = 0
     while i < limit and chosen[i] == rejected[i]:
@@ -271,6 +326,7 @@ def _render_conversation(
     """(prompt_text, response_text) for one side of a conversational pair."""
     if not response_msgs:
         raise ValueError(f"empty text in row {index} (column '{column}' has no response message)")
+    _check_response_roles(response_msgs, column, index)
     if tokenizer is None:
         prompt = render_messages(prompt_msgs)
         if len(response_msgs) == 1:
@@ -444,7 +500,9 @@ def _canonical_row(row: Mapping, index: int, fmt: str, tokenizer: Any, opts: dic
     out = {
         name: _optional_value(name, row[name], index)
         for name in OPTIONAL_COLUMNS
-        if row.get(name) is not None
+        # None is a missing value; NaN too in text columns (a CSV's empty cell), while a NaN
+        # margin or score is refused by _optional_value as not finite.
+        if row.get(name) is not None and not (OPTIONAL_COLUMNS[name] is str and _is_null(row[name]))
     }
     out.update(_ROW_ADAPTERS[fmt](row, index, tokenizer, opts))  # derived values win
     for col in ("chosen", "rejected"):
@@ -484,7 +542,8 @@ def _build_dataset(rows: list[dict]) -> datasets.Dataset:
         missing = [i for i, r in enumerate(rows) if name not in r]
         if missing:
             raise ValueError(
-                f"column '{name}' is missing in row {missing[0]} but present in other rows"
+                f"column '{name}' is missing in row {missing[0]} but present in other rows "
+                "(a null value counts as missing); fill it in every row or drop the column"
             )
     columns = list(REQUIRED_COLUMNS) + present
     features = datasets.Features({c: CANONICAL_FEATURES[c] for c in columns})
@@ -492,6 +551,15 @@ def _build_dataset(rows: list[dict]) -> datasets.Dataset:
 
 
 # ----------------------------------------------------------------------------- public API
+
+
+def _first_complete_row(rows: list) -> Any:
+    """The row to detect the format from: the first whose chosen and rejected are not null (a
+    null in row 0 is then reported as that row's missing text, not as an unknown format)."""
+    for row in rows:
+        if isinstance(row, Mapping) and not _is_null(row.get("chosen")) and not _is_null(row.get("rejected")):
+            return row
+    return rows[0]
 
 
 def to_canonical(
@@ -516,7 +584,7 @@ def to_canonical(
     if not rows:
         raise ValueError("no rows to convert (empty data)")
     if fmt == "auto":
-        fmt = detect_format(rows[0])
+        fmt = detect_format(_first_complete_row(rows))
     elif fmt not in KNOWN_FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known formats: {', '.join(KNOWN_FORMATS)}")
     _check_tokenizer(tokenizer)
@@ -584,19 +652,136 @@ class OfflineError(RuntimeError):
     """A hub dataset was requested while the course runs offline."""
 
 
-def _read_local_files(files: list[Path]) -> datasets.Dataset:
+# Words that name a split in a file name, as datasets' own split inference reads them. A folder
+# whose files carry such names is split-named: it is read by exact split, never mixed.
+SPLIT_KEYWORDS: tuple[str, ...] = (
+    "train", "training", "validation", "valid", "val", "dev", "test", "testing", "eval",
+    "evaluation",
+)
+
+
+def _utf8_text(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")  # tolerate a byte-order mark
+    except UnicodeDecodeError as err:
+        raise ValueError(f"'{path.name}' is not UTF-8 text (undecodable byte at offset "
+                         f"{err.start}); save it as UTF-8") from None
+
+
+def _json_rows(items: list, path: Path, what: str) -> list[dict]:
+    for i, item in enumerate(items):
+        if not isinstance(item, dict):
+            raise ValueError(f"{what} {i + 1 if what == 'line' else i} of '{path.name}' holds "
+                             f"{type(item).__name__}, not a row object {{\"chosen\": ..., ...}}")
+    return items
+
+
+def _read_jsonl(path: Path, text: str) -> list[dict]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"line {n} of '{path.name}' is not valid JSON: {err.msg} "
+                             f"(column {err.colno})") from None
+        if not isinstance(item, dict):
+            raise ValueError(f"line {n} of '{path.name}' holds {type(item).__name__}, not a row "
+                             "object {\"chosen\": ..., \"rejected\": ...}")
+        rows.append(item)
+    return rows
+
+
+def _read_json(path: Path, text: str) -> list[dict]:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as err:
+        lines = [line for line in text.splitlines() if line.strip()]
+        if len(lines) > 1 and lines[0].lstrip().startswith("{"):
+            return _read_jsonl(path, text)  # JSON Lines saved as .json
+        raise ValueError(f"'{path.name}' is not valid JSON: {err.msg} (line {err.lineno}, "
+                         f"column {err.colno})") from None
+    if isinstance(doc, list):
+        return _json_rows(doc, path, "item")
+    if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
+        sizes = {len(v) for v in doc.values()}
+        if len(sizes) != 1:
+            raise ValueError(f"'{path.name}' holds columns of different lengths {sorted(sizes)}")
+        keys = list(doc)
+        return [dict(zip(keys, values)) for values in zip(*doc.values())]
+    if isinstance(doc, dict):
+        return [doc]
+    raise ValueError(f"'{path.name}' holds a JSON {type(doc).__name__}; expected a list of row "
+                     "objects, one object per line (JSON Lines), or columns {\"chosen\": [...], ...}")
+
+
+def _read_parquet(path: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as err:  # pyarrow raises ArrowInvalid / OSError for damaged files
+        detail = str(err).replace(str(path), path.name)  # no absolute paths in messages
+        raise ValueError(f"cannot read '{path.name}' as Parquet (damaged or not Parquet): "
+                         f"{detail}") from None
+
+
+def _read_csv(path: Path) -> list[dict]:
+    import pandas as pd
+
+    text_columns = {c: str for c in (*REQUIRED_COLUMNS, "section", "subset", "id")}
+    try:
+        frame = pd.read_csv(path, dtype=text_columns, encoding="utf-8-sig")
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"'{path.name}' is empty (no header, no rows)") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+        raise ValueError(f"cannot read '{path.name}' as CSV: {err}") from None
+    # Empty cells are NaN in pandas; None makes them missing values for the checks that follow.
+    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+
+
+def _read_file(path: Path) -> list[dict]:
+    """Rows of one local file, read with the standard library (JSON), pyarrow or pandas, so a
+    damaged file gets an error that names the file and the line instead of a datasets traceback."""
+    kind = path.suffix.lower()
+    if kind == ".parquet":
+        return _read_parquet(path)
+    if kind == ".csv":
+        return _read_csv(path)
+    text = _utf8_text(path)
+    return _read_jsonl(path, text) if kind == ".jsonl" else _read_json(path, text)
+
+
+def _read_local_files(files: list[Path]) -> list[dict]:
     builders = {_LOCAL_BUILDERS[f.suffix.lower()] for f in files}
     if len(builders) != 1:
         raise ValueError(f"mixed file types {sorted(f.name for f in files)}; keep one format per folder")
-    was_enabled = datasets.is_progress_bar_enabled()
-    datasets.disable_progress_bars()  # 'Generating train split' bars are noise for 8-row files
-    try:
-        return datasets.load_dataset(
-            builders.pop(), data_files=[str(f) for f in files], split="train"
-        )
-    finally:
-        if was_enabled:
-            datasets.enable_progress_bars()
+    rows: list[dict] = []
+    for f in files:
+        part = _read_file(f)
+        if not part:
+            raise ValueError(f"'{f.name}' holds no rows (empty file)")
+        rows.extend(part)
+    return rows
+
+
+_SHARD_SUFFIX = re.compile(r"[-_]\d+(?:-of-\d+)?$")
+
+
+def split_of_file(name: str) -> str:
+    """The split name of a data file: its stem without a shard number.
+
+    "train.jsonl" and "train-00000-of-00002.parquet" are "train", "test_prefs.jsonl" is
+    "test_prefs", "training.jsonl" is "training": names are compared exactly, never by prefix.
+    """
+    return _SHARD_SUFFIX.sub("", Path(name).stem)
+
+
+def _names_a_split(name: str) -> bool:
+    """Does the file name look like a split (its first word is train, test, val, dev, ...)?"""
+    return re.split(r"[-_.]", split_of_file(name), maxsplit=1)[0].lower() in SPLIT_KEYWORDS
 
 
 def _local_files(path: Path, split: str | None) -> list[Path]:
@@ -606,17 +791,43 @@ def _local_files(path: Path, split: str | None) -> list[Path]:
                 f"unsupported file type '{path.suffix}' for '{path.name}'; use {sorted(_LOCAL_BUILDERS)}"
             )
         return [path]  # a single file is one split
+    if split is not None and not isinstance(split, str):
+        raise TypeError(f"split must be a str or None, got {type(split).__name__}")
     files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in _LOCAL_BUILDERS)
     if not files:
-        raise FileNotFoundError(f"no {'/'.join(sorted(_LOCAL_BUILDERS))} files in directory '{path}'")
+        raise FileNotFoundError(f"no {'/'.join(sorted(_LOCAL_BUILDERS))} files in directory '{path.name}'")
+    named = {p: split_of_file(p.name) for p in files}
+    names = [p.name for p in files]
+    split_like = [p for p in files if _names_a_split(p.name)]
     if split is None:
+        # Everything in the folder, which must then hold one split only.
+        if len(set(named.values())) > 1 and split_like:
+            raise ValueError(f"folder '{path.name}' holds files of several splits ({names}); "
+                             "pass split=... or the path of one file")
         return files
-    matching = [p for p in files if p.stem == split or p.stem.startswith(f"{split}-") or p.stem.startswith(f"{split}_")]
+    matching = [p for p, name in named.items() if name == split]
     if matching:
         return matching
-    if split == "train":  # like datasets: files without a split name are the train split
-        return files
-    raise ValueError(f"no file for split '{split}' in '{path}' (files: {[p.name for p in files]})")
+    if split == "train" and not split_like:
+        return files  # like datasets: a folder of files without split names is the train split
+    raise ValueError(f"no file for split '{split}' in '{path.name}' (files: {names}); split names "
+                     "are matched exactly (train.jsonl, train-00000.parquet, ...): pass the split "
+                     "a file is named for, or the path of one file")
+
+
+def read_rows(path: str | os.PathLike, split: str | None = "train") -> list[dict]:
+    """The raw rows (dicts, not yet canonical) of a local file or of one split of a folder, with
+    the same file and split rules as `load_pairs`. For data that is not pairwise, e.g.
+    RewardBench 2's one-chosen-three-rejected rows."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"path must be a str or path, got {type(path).__name__}")
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or directory: '{os.fspath(path)}'")
+    rows = _read_local_files(_local_files(path, split))
+    if not rows:
+        raise ValueError(f"'{path.name}' holds no rows")
+    return rows
 
 
 def load_pairs(
@@ -629,8 +840,12 @@ def load_pairs(
     """Load preference pairs from a local file/folder (or, online only, the hub) as canonical.
 
     Local: a .json/.jsonl/.parquet/.csv file (one split; `split` is ignored) or a folder of such
-    files (files named ``<split>*`` are that split; unnamed files are "train"), read with
-    datasets' builders, offline. Missing path -> FileNotFoundError naming it.
+    files, read offline (JSON with the standard library, so a broken line is named). In a folder,
+    a file belongs to a split when its name says so exactly (`split_of_file`: "test.jsonl",
+    "train-00000-of-00002.parquet"; "training.jsonl" is split "training", not "train"). A folder
+    whose files carry no split name is the "train" split. A folder never mixes splits: a split
+    with no file of its name, or ``split=None`` on a folder of several splits, is a ValueError
+    listing the files. Missing path -> FileNotFoundError naming it.
 
     Hub (never required by the course): a name like "Anthropic/hh-rlhf" is passed to
     ``datasets.load_dataset(name, split=split)`` -- only when not offline. rmcourse sets
@@ -648,7 +863,7 @@ def load_pairs(
         raise TypeError(f"path_or_name must be a str or path, got {type(path_or_name).__name__}")
     path = Path(path_or_name)
     if path.exists():
-        data = _read_local_files(_local_files(path, split))
+        data = read_rows(path, split)
     elif (
         isinstance(path_or_name, str)
         and _HUB_NAME.fullmatch(path_or_name)

@@ -9,6 +9,7 @@ toward mean 0: the pairwise term only sees differences, so without it the level 
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -53,6 +54,8 @@ def _check_margin(margin: Any, like: torch.Tensor) -> torch.Tensor | float:
     if isinstance(margin, bool):
         raise TypeError("margin must be a number or a tensor, got bool")
     if isinstance(margin, (int, float)):
+        if not math.isfinite(margin):
+            raise ValueError(f"margin must be finite, got {margin}")
         return float(margin)
     if not isinstance(margin, torch.Tensor):
         raise TypeError(f"margin must be None, a number or a tensor, got {type(margin).__name__}")
@@ -75,8 +78,8 @@ def _check_reduction(reduction: Any) -> str:
 def _check_coef(coef: Any) -> None:
     if isinstance(coef, bool) or not isinstance(coef, (int, float)):
         raise TypeError(f"center_coef must be a number, got {type(coef).__name__}")
-    if not coef >= 0:
-        raise ValueError(f"center_coef must be >= 0, got {coef}")
+    if not (coef >= 0 and math.isfinite(coef)):
+        raise ValueError(f"center_coef must be a finite number >= 0, got {coef}")
 
 
 def reward_centering_loss(
@@ -102,6 +105,10 @@ def pairwise_loss(
     WITHOUT the centering term (add `reward_centering_loss` yourself if you weight pairs).
     logsigmoid is used rather than log(sigmoid(.)), which underflows to log(0) = -inf once the
     gap is below about -104 in float32.
+
+    Python-number margins and coefficients are checked (NaN refused); the values inside tensors
+    are not scanned, because that would stop a GPU every step to read a flag. Data margins are
+    checked once, when `rmcourse.tokenization.PairCollator` builds the batch.
     """
     chosen, rejected = _check_pair(chosen_rewards, rejected_rewards)
     m = _check_margin(margin, chosen)

@@ -17,7 +17,11 @@ token the chat format never emits) and sets `config.pad_token_id` to it.
 
 Checkpoints are plain transformers folders (safetensors + config + tokenizer) plus a small
 `rmcourse.json`, so `AutoModelForSequenceClassification.from_pretrained(path)` alone reproduces
-the rewards.
+the rewards. Loading checks the folder first (`check_model_folder`): a missing tokenizer (which
+transformers would replace by a few special tokens, turning every word into [UNK]), missing or
+damaged weights, damaged config or metadata, weights that leave part of the model random, and a
+device this machine lacks are each a ValueError/FileNotFoundError naming the file. Saving never
+replaces a folder that is not a checkpoint (`check_output_folder`).
 """
 from __future__ import annotations
 
@@ -42,6 +46,11 @@ from rmcourse.tokenization import encode_pair_texts, length_grouped_batches, pad
 
 __all__ = [
     "BUNDLED",
+    "CheckpointError",
+    "check_model_folder",
+    "check_output_folder",
+    "position_limit",
+    "resolve_device",
     "bundled_model_path",
     "load_reward_model",
     "load_tokenizer",
@@ -67,6 +76,134 @@ GGUF_CONFIGS_FILE = Path(__file__).resolve().parent / "data" / "gguf_configs.jso
 DEFAULT_MAX_LENGTH = 512
 # SmolLM2's distinct pad token: an existing special token, never produced by its chat format.
 DECODER_PAD_CANDIDATES = ("<|endoftext|>", "<|finetune_right_pad_id|>", "<pad>", "[PAD]")
+# A model folder needs one of these for its tokenizer's vocabulary. Without them transformers
+# builds a tokenizer of a handful of special tokens that turns every word into [UNK].
+TOKENIZER_VOCAB_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model",
+                         "spiece.model", "sentencepiece.bpe.model")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+class CheckpointError(ValueError):
+    """A model folder is incomplete or damaged; the message names the folder and the file."""
+
+
+def resolve_device(device: Any) -> torch.device:
+    """`device` (None, "cpu", "cuda", "cuda:1", "mps" or a torch.device) as a usable torch.device.
+
+    None picks one (`rmcourse.device.pick_device`). A device this machine lacks, or a name torch
+    does not know, is a ValueError that says which devices exist here.
+    """
+    if device is None:
+        return pick_device()
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be None, a str such as 'cpu' or 'cuda', or a torch.device, "
+                        f"got {type(device).__name__} {device!r}")
+    here = ["cpu"]
+    if torch.cuda.is_available():
+        here += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        here.append("mps")
+    try:
+        out = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"unknown device {device!r}; this machine has {', '.join(here)}") from None
+    if out.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA GPU here; this machine has "
+                             f"{', '.join(here)}")
+        if out.index is not None and out.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: there are only {torch.cuda.device_count()} "
+                             "CUDA device(s)")
+    elif out.type == "mps" and "mps" not in here:
+        raise ValueError(f"device {device!r}: Apple MPS is not available here; this machine has "
+                         f"{', '.join(here)}")
+    elif out.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device {device!r}: rmcourse runs on cpu, cuda or mps")
+    return out
+
+
+def position_limit(config: Any, tokenizer: Any = None) -> int | None:
+    """The most tokens the model can read: its position-embedding table (BERT, Llama, ...), or
+    the tokenizer's `model_max_length` when that is smaller; None when neither says."""
+    limits = [v for v in (getattr(config, "max_position_embeddings", None),
+                          getattr(config, "n_positions", None))
+              if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+    tok_limit = getattr(tokenizer, "model_max_length", None)
+    if isinstance(tok_limit, int) and 0 < tok_limit < 1_000_000:
+        limits.append(tok_limit)
+    return min(limits) if limits else None
+
+
+def _read_json_file(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CheckpointError(f"{what} '{path.name}' in '{path.parent.name}' is damaged "
+                              f"(not valid JSON: {err})") from None
+
+
+def check_model_folder(folder: str | os.PathLike, need_tokenizer: bool = True) -> dict:
+    """Check a transformers model folder before loading it; returns its config.json as a dict.
+
+    Raises FileNotFoundError when config.json or the weights are missing, and `CheckpointError`
+    (a ValueError) naming the file when config.json is not JSON, the tokenizer's vocabulary
+    files are missing, or a safetensors file is damaged (its header is read, not the tensors).
+    """
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"no model in '{folder.name}' (config.json missing)")
+    config = _read_json_file(config_file, "config file")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"config.json in '{folder.name}' holds {type(config).__name__}, "
+                              "not a config object")
+    weights = [name for name in WEIGHT_FILES if (folder / name).exists()]
+    if not weights:
+        raise FileNotFoundError(f"no weights in '{folder.name}': expected one of "
+                                f"{', '.join(WEIGHT_FILES)}")
+    if need_tokenizer and not any((folder / name).exists() for name in TOKENIZER_VOCAB_FILES):
+        raise CheckpointError(
+            f"the tokenizer of '{folder.name}' is missing: none of {', '.join(TOKENIZER_VOCAB_FILES)} "
+            "is in the folder (a checkpoint needs its tokenizer; save it with "
+            "tokenizer.save_pretrained(folder), as RewardModel.save_pretrained does)")
+    if (folder / "model.safetensors").exists():
+        _check_safetensors(folder / "model.safetensors")
+    return config
+
+
+def check_output_folder(path: str | os.PathLike) -> None:
+    """May a checkpoint be written to `path`? Yes when it does not exist, is an empty folder, or
+    is an rmcourse checkpoint (it has rmcourse.json and config.json; it is replaced atomically).
+
+    Anything else raises a ValueError naming a few of its files, so a training run never
+    deletes a folder of data or notes that happens to be given as the output.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    if not path.is_dir():
+        raise ValueError(f"'{path.name}' exists and is not a folder")
+    entries = sorted(p.name for p in path.iterdir())
+    if not entries or {METADATA_FILE, "config.json"} <= set(entries):
+        return
+    shown = ", ".join(entries[:5]) + (f", ... ({len(entries)} entries)" if len(entries) > 5 else "")
+    raise ValueError(
+        f"refusing to write a checkpoint into '{path.name}': it exists and is not an rmcourse "
+        f"checkpoint (it holds {shown}), and saving would replace the whole folder. Choose a new "
+        "folder, or delete this one yourself first if you mean to overwrite it")
+
+
+def _check_safetensors(path: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.keys()
+    except Exception as err:  # safetensors raises its own SafetensorError for a bad header
+        raise CheckpointError(f"'{path.name}' in '{path.parent.name}' is damaged or truncated "
+                              f"({err})") from None
 
 
 @contextlib.contextmanager
@@ -235,11 +372,13 @@ class RewardModel(nn.Module):
     """A transformers `*ForSequenceClassification` (num_labels=1) + tokenizer -> one reward per text.
 
     Attributes: `hf` (the transformers model), `tokenizer`, `pooling` ("first" for encoders,
-    "last" for decoders), `is_decoder`, `max_length` (default for `score`), `metadata` (dict saved
-    in rmcourse.json), `pad_equals_eos` (True only after `make_pad_equal_eos`).
+    "last" for decoders), `is_decoder`, `max_length` (default window of `score` and
+    `rmcourse.metrics.score_pairs`; None means DEFAULT_MAX_LENGTH or the model's position limit
+    when smaller; never more than that limit), `metadata` (dict saved in rmcourse.json),
+    `pad_equals_eos` (True only after `make_pad_equal_eos`).
     """
 
-    def __init__(self, hf_model: Any, tokenizer: Any, max_length: int = DEFAULT_MAX_LENGTH,
+    def __init__(self, hf_model: Any, tokenizer: Any, max_length: int | None = None,
                  metadata: dict | None = None) -> None:
         super().__init__()
         from transformers import PreTrainedModel
@@ -253,18 +392,46 @@ class RewardModel(nn.Module):
             raise TypeError(f"tokenizer must be a transformers tokenizer, got {type(tokenizer).__name__}")
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token")
-        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
-            raise ValueError(f"max_length must be an int >= 2, got {max_length!r}")
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.hf = hf_model
         self.tokenizer = tokenizer
         self.is_decoder = not _is_encoder(hf_model.config)
         self.pooling = "last" if self.is_decoder else "first"
+        self.position_limit = position_limit(hf_model.config, tokenizer)
+        if max_length is None:
+            max_length = min(DEFAULT_MAX_LENGTH, self.position_limit or DEFAULT_MAX_LENGTH)
         self.max_length = max_length
         self.metadata = dict(metadata or {})
         self.pad_equals_eos = bool(
             self.is_decoder and tokenizer.eos_token_id is not None
             and tokenizer.pad_token_id == tokenizer.eos_token_id
         )
+
+    # ------------------------------------------------------------ window
+    @property
+    def max_length(self) -> int:
+        """Tokens per text when scoring (prompt cut from the left to fit); checked when set."""
+        return self._max_length
+
+    @max_length.setter
+    def max_length(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 2:
+            raise ValueError(f"max_length must be an int >= 2, got {value!r}")
+        limit = self.position_limit
+        if limit is not None and value > limit:
+            raise ValueError(f"max_length={value} exceeds what this model can read ({limit} "
+                             "positions); use a smaller max_length")
+        self._max_length = value
+
+    def _window(self, max_length: Any) -> int:
+        """A per-call max_length, checked like the attribute (without changing it)."""
+        if not isinstance(max_length, int) or isinstance(max_length, bool):
+            raise TypeError(f"max_length must be an int, got {type(max_length).__name__}")
+        if self.position_limit is not None and max_length > self.position_limit:
+            raise ValueError(f"max_length={max_length} exceeds what this model can read "
+                             f"({self.position_limit} positions)")
+        return max_length
 
     # ------------------------------------------------------------ forward
     @property
@@ -280,6 +447,13 @@ class RewardModel(nn.Module):
         if input_ids.dim() != 2 or input_ids.shape != attention_mask.shape:
             raise ValueError(f"input_ids {tuple(input_ids.shape)} and attention_mask "
                              f"{tuple(attention_mask.shape)} must both be [N, L]")
+        if input_ids.is_floating_point() or input_ids.dtype == torch.bool or input_ids.is_complex():
+            raise TypeError(f"input_ids must be integer token ids, got dtype {input_ids.dtype}")
+        if input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise ValueError(f"empty batch: input_ids has shape {tuple(input_ids.shape)}")
+        if self.position_limit is not None and input_ids.shape[1] > self.position_limit:
+            raise ValueError(f"sequences of {input_ids.shape[1]} tokens exceed what this model "
+                             f"can read ({self.position_limit} positions)")
         kwargs: dict[str, torch.Tensor] = {}
         if token_type_ids is not None:
             if self.is_decoder:
@@ -287,11 +461,7 @@ class RewardModel(nn.Module):
             if token_type_ids.shape != input_ids.shape:
                 raise ValueError("token_type_ids must have the shape of input_ids")
             kwargs["token_type_ids"] = token_type_ids
-        if self.is_decoder:
-            self._check_decoder_pooling(input_ids, attention_mask)
-        elif not bool((attention_mask[:, 0] == 1).all()):
-            raise ValueError("an encoder reads its first token; pad on the right "
-                             "(row 0 of some sequence is padding)")
+        self._check_batch(input_ids, attention_mask)
         out = self.hf(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         return out.logits.squeeze(-1).float()
 
@@ -303,6 +473,10 @@ class RewardModel(nn.Module):
         """
         if not isinstance(batch, Mapping) or "input_ids" not in batch or "attention_mask" not in batch:
             raise ValueError("batch must be a PairCollator dict with 'input_ids' and 'attention_mask'")
+        for key in ("input_ids", "attention_mask", "token_type_ids"):
+            if batch.get(key) is not None and not isinstance(batch[key], torch.Tensor):
+                raise TypeError(f"batch[{key!r}] must be a torch tensor, got "
+                                f"{type(batch[key]).__name__}")
         n = batch["input_ids"].shape[0]
         if n == 0 or n % 2:
             raise ValueError(f"a pair batch has 2B rows (chosen then rejected), got {n}")
@@ -312,41 +486,65 @@ class RewardModel(nn.Module):
         rewards = self(**inputs)
         return rewards[: n // 2], rewards[n // 2 :]
 
-    def _check_decoder_pooling(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
-        # transformers pools the rightmost id != pad; that is the last real token unless the
-        # last real token itself is the pad id. Refuse instead of scoring the wrong token
-        # (except in the deliberate pitfall mode).
-        if self.pad_equals_eos:
-            return
+    def _check_batch(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> None:
+        """Refuse a batch the model would mis-read, reading ONE flag vector from the device.
+
+        Token ids outside the vocabulary (an IndexError on CPU, a device-side assert that kills
+        the process on CUDA); for encoders, a first position that is padding (the head reads it);
+        for decoders, padded positions without the pad id or a text that ends with the pad id
+        (transformers finds the last token by the pad id, not by the mask).
+        """
+        n_vocab = self.hf.get_input_embeddings().num_embeddings
+        checks = [("ids", (input_ids.min() >= 0) & (input_ids.max() < n_vocab))]
         pad = self.hf.config.pad_token_id
-        if not bool((input_ids[attention_mask == 0] == pad).all()):
+        if not self.is_decoder:
+            checks.append(("first", (attention_mask[:, 0] == 1).all()))
+        elif not self.pad_equals_eos:  # the deliberate pitfall mode is let through
+            checks.append(("pad", ((input_ids == pad) | (attention_mask != 0)).all()))
+            last = input_ids.gather(1, last_token_index(attention_mask).to(input_ids.device)[:, None])
+            checks.append(("last", (last != pad).all()))
+        ok = dict(zip([name for name, _ in checks], torch.stack([c for _, c in checks]).tolist()))
+        if not ok["ids"]:
+            raise ValueError(f"token ids must lie in [0, {n_vocab}) for this model's vocabulary, got "
+                             f"{int(input_ids.min())}..{int(input_ids.max())}: were the texts "
+                             "encoded with another tokenizer?")
+        if not ok.get("first", True):
+            raise ValueError("an encoder reads its first token; pad on the right "
+                             "(row 0 of some sequence is padding)")
+        if not ok.get("pad", True):
             raise ValueError(f"padded positions must hold the pad id {pad}: transformers finds the "
                              "end of a decoder's text by the pad id, not by the mask")
-        last = input_ids.gather(1, last_token_index(attention_mask).to(input_ids.device)[:, None])
-        if bool((last == pad).any()):
+        if not ok.get("last", True):
             raise ValueError(f"a sequence ends with the pad token id {pad}; transformers would pool "
                              "the wrong token. Strip trailing pad tokens from the text")
 
     # ------------------------------------------------------------ scoring
     @torch.no_grad()
     def score(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 32,
-              max_length: int | None = None, progress: bool = False) -> torch.Tensor:
+              max_length: int | None = None, progress: bool = False,
+              overflow: str = "error") -> torch.Tensor:
         """Reward of each (prompt, response), float32 CPU Tensor[N], in input order.
 
         Batched (rows of similar length together), no grad, eval mode (the previous mode is
         restored). Uses the course's truncation policy; a response that does not fit
         `max_length` (default `self.max_length`) raises, because a made-up score would be a
-        silent wrong answer.
+        silent wrong answer, unless `overflow="truncate"` (keep the end of the prompt and the
+        start of the response, as `rmcourse.tokenization.encode_pair_texts` documents).
         """
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-        max_length = self.max_length if max_length is None else max_length
+        if overflow not in ("error", "truncate"):
+            raise ValueError(f"overflow must be 'error' or 'truncate' (score keeps every row), "
+                             f"got {overflow!r}")
+        max_length = self.max_length if max_length is None else self._window(max_length)
         ids, types, _ = encode_pair_texts(self.tokenizer, prompts, responses, max_length,
-                                          return_token_type_ids=True)
+                                          return_token_type_ids=True,
+                                          overflow="truncate" if overflow == "truncate" else "drop")
         too_long = [i for i, x in enumerate(ids) if x is None]
         if too_long:
             raise ValueError(f"response {too_long[0]} does not fit max_length={max_length} "
-                             f"({len(too_long)} such rows); raise max_length")
+                             f"({len(too_long)} such rows); raise max_length or pass "
+                             "overflow='truncate'")
         side = None if self.is_decoder else "right"  # encoders read position 0
         batches = length_grouped_batches([len(x) for x in ids], batch_size, shuffle=False)
         rewards = torch.empty(len(ids), dtype=torch.float32)
@@ -374,8 +572,9 @@ class RewardModel(nn.Module):
     def save_pretrained(self, path: str | os.PathLike, metadata: dict | None = None) -> Path:
         """Save atomically: model (safetensors), config, tokenizer and rmcourse.json.
 
-        Everything is written to a temporary folder next to `path` first; only when it is complete
-        does it replace `path`. A failed save leaves any existing checkpoint untouched and no
+        `path` must be absent, an empty folder or an rmcourse checkpoint (`check_output_folder`):
+        any other folder is refused, never replaced. Everything is written to a temporary folder
+        next to `path` first; only when it is complete does it replace `path`. A failed save leaves any existing checkpoint untouched and no
         temporary folder behind. `metadata` (e.g. training info) is merged into `self.metadata`.
         """
         if not isinstance(path, (str, os.PathLike)):
@@ -385,6 +584,7 @@ class RewardModel(nn.Module):
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise ValueError(f"{path.name!r} exists and is not a folder")
+        check_output_folder(path)  # never replace a folder that is not a checkpoint
         merged = {**self.metadata, **(metadata or {})}
         info = {
             "format_version": 1,
@@ -426,31 +626,116 @@ class RewardModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, device: str | torch.device | None = None,
                         dtype: Any = None) -> "RewardModel":
-        """Load a checkpoint written by `save_pretrained` (or any num_labels=1 transformers folder)."""
+        """Load a reward-model checkpoint: one written by `save_pretrained`, or any transformers
+        `*ForSequenceClassification` folder with num_labels=1 (e.g. trained with TRL).
+
+        Refuses, naming the problem: a folder that is not a reward model (no sequence-
+        classification head, or num_labels != 1: start one with `load_reward_model(path)`),
+        missing or damaged files (config, weights, tokenizer, rmcourse.json), weights that do not
+        cover the model (transformers would fill them with random numbers), and a device this
+        machine lacks. Every error is a ValueError/TypeError/FileNotFoundError.
+        """
         if not isinstance(path, (str, os.PathLike)):
             raise TypeError(f"path must be a str or PathLike, got {type(path).__name__}")
         path = Path(path)
-        if not (path / "config.json").exists():
-            raise FileNotFoundError(f"no checkpoint at {path.name!r} (config.json missing)")
-        info = {}
-        if (path / METADATA_FILE).exists():
-            info = json.loads((path / METADATA_FILE).read_text())
-        model = _load_hf(str(path), None, dtype=dtype, seed=0)
-        max_length = info.get("max_length", DEFAULT_MAX_LENGTH)
-        model = cls(model[0], model[1], max_length=max_length, metadata=info.get("metadata"))
+        if not path.is_dir():
+            raise FileNotFoundError(f"no checkpoint folder at '{path.name}'")
+        target = resolve_device(device)
+        config = check_model_folder(path)
+        architectures = config.get("architectures") or []
+        n_labels = _num_labels(config)
+        if not any(str(a).endswith("ForSequenceClassification") for a in architectures) or n_labels != 1:
+            raise CheckpointError(
+                f"'{path.name}' is not a reward-model checkpoint (architectures={architectures}, "
+                f"num_labels={n_labels}); a reward model is a *ForSequenceClassification with "
+                "num_labels=1. To start training one from this backbone, use "
+                "rmcourse.models.load_reward_model(path)")
+        info = _read_metadata(path)
+        model, tokenizer = _load_hf(str(path), None, dtype=dtype, seed=0, strict=True)
+        reward_model = cls(model, tokenizer, max_length=info.get("max_length"),
+                           metadata=info.get("metadata"))
         if info.get("pad_equals_eos"):
-            make_pad_equal_eos(model)
-        return model.to(pick_device() if device is None else torch.device(device))
+            make_pad_equal_eos(reward_model)
+        return reward_model.to(target)
 
     def extra_repr(self) -> str:
         return f"pooling={self.pooling!r}, is_decoder={self.is_decoder}, max_length={self.max_length}"
 
 
-def _load_hf(folder: str, gguf_file: str | None, dtype: Any, seed: int | None) -> tuple[Any, Any]:
-    """(transformers model with num_labels=1, tokenizer); decoders get a pad token != eos."""
+def _num_labels(config: dict) -> int:
+    """num_labels as transformers derives it from a config.json (id2label wins; default 2)."""
+    if isinstance(config.get("id2label"), dict):
+        return len(config["id2label"])
+    value = config.get("num_labels", 2)
+    return value if isinstance(value, int) else -1
+
+
+def _read_metadata(path: Path) -> dict:
+    """rmcourse.json of a checkpoint ({} when absent), with its fields' types checked."""
+    file = path / METADATA_FILE
+    if not file.exists():
+        return {}
+    info = _read_json_file(file, "rmcourse metadata")
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{METADATA_FILE} in '{path.name}' holds {type(info).__name__}, "
+                              "not an object")
+    checks = (("max_length", int), ("pad_equals_eos", bool), ("metadata", dict))
+    for key, kind in checks:
+        value = info.get(key)
+        if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
+            raise CheckpointError(f"{METADATA_FILE} in '{path.name}' is damaged: {key!r} must be "
+                                  f"{kind.__name__}, got {type(value).__name__} {value!r}")
+    return info
+
+
+def _vocab_rows(config: Any) -> int | None:
+    size = getattr(config, "vocab_size", None)
+    return size if isinstance(size, int) and size > 0 else None
+
+
+def _load_hf(folder: str, gguf_file: str | None, dtype: Any, seed: int | None,
+             strict: bool = False) -> tuple[Any, Any]:
+    """(transformers model with num_labels=1, tokenizer); decoders get a pad token != eos.
+
+    The folder is checked first (`check_model_folder`); transformers' and safetensors' own
+    errors while loading are re-raised as `CheckpointError` naming the folder. `strict=True`
+    (a saved reward model) refuses weights missing from the files, the head included; otherwise
+    only the head may be new (it is what `load_reward_model` adds to a backbone).
+    """
+    dtype = _resolve_dtype(dtype)
+    name = Path(folder).name
+    if gguf_file is None:
+        check_model_folder(folder)
+    try:
+        model, tokenizer, info = _load_hf_unchecked(folder, gguf_file, dtype, seed)
+    except (OSError, RuntimeError, KeyError, ValueError) as err:
+        if isinstance(err, (FileNotFoundError, CheckpointError)):
+            raise
+        detail = str(err).replace(os.path.abspath(folder), name).splitlines()[0][:300]
+        raise CheckpointError(f"cannot load the model in '{name}': {type(err).__name__}: "
+                              f"{detail}") from err
+    missing = [k for k in info.get("missing_keys", []) if strict or not _is_head_key(k)]
+    if missing:
+        raise CheckpointError(f"the weights in '{name}' do not cover the model: {len(missing)} "
+                              f"tensor(s) missing (first: {sorted(missing)[0]}); transformers would "
+                              "fill them with random numbers")
+    rows = _vocab_rows(model.config)
+    if gguf_file is None and rows is not None and len(tokenizer) < rows // 2:
+        raise CheckpointError(
+            f"the tokenizer of '{name}' has {len(tokenizer)} tokens but the model's embedding has "
+            f"{rows} rows: its vocabulary files are incomplete or belong to another model")
+    return model, tokenizer
+
+
+def _is_head_key(key: str) -> bool:
+    # BERT-style `classifier.*`, Llama-style `score.*` (transformers' sequence-classification heads)
+    return key.split(".")[0] in ("classifier", "score")
+
+
+def _load_hf_unchecked(folder: str, gguf_file: str | None, dtype: Any,
+                       seed: int | None) -> tuple[Any, Any, dict]:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    dtype = _resolve_dtype(dtype)
     with quiet_transformers(), _gguf_parsed_once() if gguf_file else contextlib.nullcontext():
         if gguf_file:
             tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
@@ -471,12 +756,12 @@ def _load_hf(folder: str, gguf_file: str | None, dtype: Any, seed: int | None) -
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                folder, dtype=dtype or torch.float32, **kw
+            model, info = AutoModelForSequenceClassification.from_pretrained(
+                folder, dtype=dtype or torch.float32, output_loading_info=True, **kw
             )
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))
-    return model, tokenizer
+    return model, tokenizer, dict(info or {})
 
 
 def load_tokenizer(name_or_path: str | os.PathLike = "minilm") -> Any:
@@ -485,6 +770,9 @@ def load_tokenizer(name_or_path: str | os.PathLike = "minilm") -> Any:
     from transformers import AutoTokenizer
 
     folder, gguf_file = _resolve(name_or_path)
+    if gguf_file is None and not any((Path(folder) / f).exists() for f in TOKENIZER_VOCAB_FILES):
+        raise CheckpointError(f"the tokenizer of '{Path(folder).name}' is missing: none of "
+                              f"{', '.join(TOKENIZER_VOCAB_FILES)} is in the folder")
     with quiet_transformers():
         kw = {"gguf_file": gguf_file} if gguf_file else {}
         tokenizer = AutoTokenizer.from_pretrained(folder, **kw)
@@ -528,9 +816,11 @@ def load_reward_model(
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
     if max_length is not None and (not isinstance(max_length, int) or isinstance(max_length, bool)):
         raise TypeError(f"max_length must be an int or None, got {type(max_length).__name__}")
+    if max_length is not None and max_length < 2:
+        raise ValueError(f"max_length must be an int >= 2, got {max_length}")
     folder, gguf_file = _resolve(name_or_path)
     name = os.fspath(name_or_path)
-    target = pick_device() if device is None else torch.device(device)
+    target = resolve_device(device)
     if gguf_file is None and os.path.exists(os.path.join(folder, METADATA_FILE)):
         model = RewardModel.from_pretrained(folder, device=target, dtype=dtype)
         if max_length is not None:
@@ -539,7 +829,7 @@ def load_reward_model(
             make_pad_equal_eos(model)
         return model
     hf, tokenizer = _load_hf(folder, gguf_file, dtype=dtype, seed=seed)
-    model = RewardModel(hf, tokenizer, max_length=max_length or DEFAULT_MAX_LENGTH,
+    model = RewardModel(hf, tokenizer, max_length=max_length,
                         metadata={"base_model": name if name in BUNDLED else Path(name).name})
     if pad_equals_eos:
         make_pad_equal_eos(model)

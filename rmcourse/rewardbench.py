@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from rmcourse.formats import REWARDBENCH_SUBSET_TO_SECTION
+from rmcourse.validation import as_float_array, as_number
 
 __all__ = [
     "SECTIONS",
@@ -155,15 +156,15 @@ class RewardBenchReport:
 
 
 def _as_1d_float(values, name: str) -> np.ndarray:
-    if hasattr(values, "detach"):  # torch tensor
-        values = values.detach().cpu().numpy()
-    arr = np.asarray(values, dtype=float)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.flatnonzero(~np.isfinite(arr))[0])
-        raise ValueError(f"{name} has a non-finite value at position {bad}")
-    return arr
+    # One reward per pair; strings, booleans, None, NaN and inf are refused (rmcourse.validation).
+    return as_float_array(values, name)
+
+
+def _subset_names(subsets) -> list[str]:
+    if subsets is None or isinstance(subsets, (str, bytes, Mapping)):
+        raise TypeError(f"subsets must be a list of subset names (one per pair), got "
+                        f"{type(subsets).__name__}")
+    return list(subsets)
 
 
 def subset_accuracy(subsets: Sequence[str], chosen_rewards, rejected_rewards) -> pd.DataFrame:
@@ -173,7 +174,7 @@ def subset_accuracy(subsets: Sequence[str], chosen_rewards, rejected_rewards) ->
     """
     chosen = _as_1d_float(chosen_rewards, "chosen_rewards")
     rejected = _as_1d_float(rejected_rewards, "rejected_rewards")
-    subsets = list(subsets)
+    subsets = _subset_names(subsets)
     if not (len(subsets) == len(chosen) == len(rejected)):
         raise ValueError(
             f"length mismatch: {len(subsets)} subsets, {len(chosen)} chosen_rewards, "
@@ -207,9 +208,10 @@ def _check_per_subset(per_subset_df: pd.DataFrame) -> None:
     if per_subset_df["subset"].duplicated().any():
         dup = per_subset_df.loc[per_subset_df["subset"].duplicated(), "subset"].iloc[0]
         raise ValueError(f"subset {dup!r} appears twice in per_subset_df")
-    acc = per_subset_df["accuracy"].to_numpy(dtype=float)
-    if np.any(~np.isfinite(acc)) or np.any((acc < 0) | (acc > 1)):
-        raise ValueError("accuracy must be a fraction in [0, 1] (not a percentage) for every subset")
+    as_float_array(per_subset_df["accuracy"], "column 'accuracy' of per_subset_df", low=0.0,
+                   high=1.0, range_hint="accuracies are fractions in [0, 1], not percentages")
+    if "n" in per_subset_df.columns:
+        as_float_array(per_subset_df["n"], "column 'n' of per_subset_df", low=0.0)
 
 
 def section_scores(
@@ -251,6 +253,8 @@ def section_scores(
             )
         if weights is not None and subset not in weights:
             raise ValueError(f"no weight for subset {subset!r}: add it to weights (or pass weights=None)")
+        if weights is not None:
+            as_number(weights[subset], f"weight of subset {subset!r}", low=0.0)
 
     rows = []
     for section, members in section_subsets.items():
@@ -277,14 +281,16 @@ def prior_sets_score(prior_sets: float | Mapping[str, float]) -> float:
             raise ValueError(f"unknown prior-set subset {unknown[0]!r}; expected {PRIOR_SETS_SUBSETS}")
         if not prior_sets:
             raise ValueError("prior_sets mapping is empty")
-        value = float(np.mean([float(v) for v in prior_sets.values()]))
-    elif isinstance(prior_sets, (int, float, np.floating)) and not isinstance(prior_sets, bool):
-        value = float(prior_sets)
-    else:
-        raise TypeError(f"prior_sets must be a float or a mapping, got {type(prior_sets).__name__}")
-    if not 0.0 <= value <= 1.0:
-        raise ValueError(f"prior-sets accuracy must be a fraction in [0, 1], got {value}")
-    return value
+        values = [as_number(v, f"prior-sets accuracy of {k!r}", low=0.0, high=1.0,
+                            range_hint="a fraction, not a percentage")
+                  for k, v in prior_sets.items()]
+        return float(np.mean(values))
+    if isinstance(prior_sets, (int, float, np.floating)) and not isinstance(prior_sets, bool):
+        value = as_number(prior_sets, "prior_sets")
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"prior-sets accuracy must be a fraction in [0, 1], got {value}")
+        return value
+    raise TypeError(f"prior_sets must be a float or a mapping, got {type(prior_sets).__name__}")
 
 
 def overall_score(sections: Mapping[str, float], prior_sets: float | None = None) -> float:
@@ -292,9 +298,14 @@ def overall_score(sections: Mapping[str, float], prior_sets: float | None = None
 
     For RewardBench's four sections the prior-sets form is (2 * (four sections) + prior) / 9.
     """
-    values = np.array([float(v) for v in sections.values()])
-    if values.size == 0:
+    if not isinstance(sections, Mapping):
+        raise TypeError(f"sections must be a mapping section -> score, got {type(sections).__name__}")
+    if not sections:
         raise ValueError("no section scores given")
+    # Fractions only: a percentage next to a fraction would be averaged silently.
+    values = np.array([as_number(v, f"score of section {k!r}", low=0.0, high=1.0,
+                                 range_hint="section scores are fractions, not percentages")
+                       for k, v in sections.items()])
     if prior_sets is None:
         return float(values.mean())
     prior = prior_sets_score(prior_sets)

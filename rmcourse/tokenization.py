@@ -29,6 +29,7 @@ puts rows of similar length together so even less padding is computed.
 """
 from __future__ import annotations
 
+import numbers
 import random
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
@@ -39,6 +40,7 @@ __all__ = [
     "TEMPLATES",
     "PairLayout",
     "TruncationReport",
+    "OVERFLOW_POLICIES",
     "pair_layout",
     "encode_pair_texts",
     "tokenize_pairs",
@@ -56,16 +58,21 @@ _RESPONSE_MARK = "\u2063RMCOURSE_RESPONSE\u2063"
 
 
 # ---------------------------------------------------------------- the report
+OVERFLOW_POLICIES = ("drop", "truncate", "error")
+
+
 @dataclass(frozen=True)
 class TruncationReport:
     """What the truncation policy did: `n_total` in, `n_truncated` kept with a cut prompt,
-    `n_dropped` removed because a response alone does not fit `max_length`."""
+    `n_dropped` removed because a response alone does not fit `max_length`, and (only under
+    ``overflow="truncate"``) `n_response_truncated` kept with a response cut from the right."""
 
     n_total: int
     n_truncated: int
     n_dropped: int
     max_length: int | None = None
     unit: str = "pairs"
+    n_response_truncated: int = 0
 
     @property
     def n_kept(self) -> int:
@@ -76,12 +83,33 @@ class TruncationReport:
             return f"{100 * n / self.n_total:.1f}%" if self.n_total else "0%"
 
         limit = f" {self.max_length}" if self.max_length is not None else ""
-        return (
+        text = (
             f"{self.n_total} {self.unit}: {self.n_kept} kept, "
             f"{self.n_truncated} with the prompt cut from the left ({pct(self.n_truncated)}), "
             f"{self.n_dropped} dropped because a response alone exceeds max_length{limit} "
             f"({pct(self.n_dropped)})"
         )
+        if self.n_response_truncated:
+            text += (f", {self.n_response_truncated} with a response cut from the right to fit "
+                     f"({pct(self.n_response_truncated)})")
+        return text
+
+
+def _check_overflow(overflow: Any) -> str:
+    if overflow not in OVERFLOW_POLICIES:
+        raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
+    return overflow
+
+
+def _cut_to_fit(prompt: list[int], responses: Sequence[list[int]], layout: "PairLayout",
+                max_length: int) -> tuple[list[int], list[list[int]]]:
+    """overflow="truncate" for a response that alone does not fit: keep the END of the prompt
+    (at most a quarter of the room) and the START of each response, cut from the right as
+    RewardBench's scripts cut over-long texts (tokenizer truncation, right side)."""
+    room = max_length - layout.n_format_tokens
+    keep = min(len(prompt), room // 4)
+    prompt = prompt[len(prompt) - keep:] if keep else []
+    return prompt, [r[: room - keep] for r in responses]
 
 
 # ---------------------------------------------------------------- the format
@@ -137,7 +165,9 @@ def _uses_token_types(tokenizer: Any) -> bool:
 def _text_ids(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     if not texts:
         return []
-    return [list(x) for x in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+    # verbose=False: no "sequence length is longer than the specified maximum" warning; the
+    # truncation policy below cuts every text to max_length and reports what it cut.
+    return [list(x) for x in tokenizer(texts, add_special_tokens=False, verbose=False)["input_ids"]]
 
 
 def _find(haystack: list[int], needle: list[int], start: int = 0) -> int:
@@ -252,6 +282,7 @@ def encode_pair_texts(
     max_length: int,
     template: str = "auto",
     return_token_type_ids: bool = False,
+    overflow: str = "drop",
 ) -> tuple[list[list[int] | None], TruncationReport] | tuple[
     list[list[int] | None], list[list[int] | None], TruncationReport
 ]:
@@ -260,8 +291,11 @@ def encode_pair_texts(
     Returns `(input_ids, report)`: one id list per pair, or None for a dropped pair (its response
     does not fit). With `return_token_type_ids=True` returns `(input_ids, token_type_ids, report)`
     (token_type_ids entries are None when the tokenizer has no token types).
-    The prompt may be ""; a response must be non-empty.
+    The prompt may be ""; a response must be non-empty. `overflow` says what happens to a
+    response that alone does not fit: "drop" (None, counted), "error" (ValueError naming the
+    first such row) or "truncate" (see `_cut_to_fit`; counted in `n_response_truncated`).
     """
+    overflow = _check_overflow(overflow)
     prompts = _check_texts("prompts", prompts, allow_empty=True)
     responses = _check_texts("responses", responses, allow_empty=False)
     if len(prompts) != len(responses):
@@ -270,23 +304,33 @@ def encode_pair_texts(
     max_length = _check_max_length(tokenizer, max_length, layout)
     p_ids = _text_ids(tokenizer, prompts)
     r_ids = _text_ids(tokenizer, responses)
+    too_long = [i for i, r in enumerate(r_ids) if _prompt_room(layout, len(r), max_length) < 0]
+    if too_long and overflow == "error":
+        raise ValueError(f"{len(too_long)} of {len(r_ids)} responses do not fit max_length="
+                         f"{max_length} tokens (first: row {too_long[0]}); raise max_length or "
+                         "choose overflow='drop' or 'truncate'")
     ids_out: list[list[int] | None] = []
     types_out: list[list[int] | None] = []
-    n_cut = n_drop = 0
+    n_cut = n_drop = n_resp_cut = 0
     for p, r in zip(p_ids, r_ids):
         room = _prompt_room(layout, len(r), max_length)
-        if room < 0:
+        if room < 0 and overflow == "drop":
             ids_out.append(None)
             types_out.append(None)
             n_drop += 1
             continue
-        if len(p) > room:
+        if room < 0:
+            n_cut += len(p) > (max_length - layout.n_format_tokens) // 4
+            p, (r,) = _cut_to_fit(p, [r], layout, max_length)
+            n_resp_cut += 1
+        elif len(p) > room:
             p = p[len(p) - room :]  # keep the END of the prompt
             n_cut += 1
         ids, types = layout.build(p, r)
         ids_out.append(ids)
         types_out.append(types)
-    report = TruncationReport(len(prompts), n_cut, n_drop, max_length, unit="texts")
+    report = TruncationReport(len(prompts), n_cut, n_drop, max_length, unit="texts",
+                              n_response_truncated=n_resp_cut)
     if return_token_type_ids:
         return ids_out, types_out, report
     return ids_out, report
@@ -298,16 +342,21 @@ def _column(ds: Any, name: str) -> list:
     return list(ds[name])
 
 
-def tokenize_pairs(ds: Any, tokenizer: Any, max_length: int, template: str = "auto") -> tuple[Any, TruncationReport]:
+def tokenize_pairs(ds: Any, tokenizer: Any, max_length: int, template: str = "auto",
+                   overflow: str = "drop") -> tuple[Any, TruncationReport]:
     """Tokenize a canonical pair dataset (prompt, chosen, rejected) for training.
 
     Returns `(tokenized, report)`. `tokenized` keeps the kept rows' original columns and adds
     `chosen_input_ids`, `rejected_input_ids`, `length` (longer side, for length grouping) and,
     for tokenizers with token types (BERT), `chosen_token_type_ids`, `rejected_token_type_ids`.
-    Both sides get the same prompt tokens (the longer response decides the cut). A pair is
-    dropped when either response alone does not fit.
+    Both sides get the same prompt tokens (the longer response decides the cut). When either
+    response alone does not fit, `overflow` decides: "drop" the pair (default; counted), "error"
+    (ValueError naming the first such row) or "truncate" (keep the end of the prompt, at most a
+    quarter of the room, and the start of each response; counted in `n_response_truncated`).
     """
     import datasets
+
+    overflow = _check_overflow(overflow)
 
     if isinstance(ds, list):
         if not ds:
@@ -330,12 +379,23 @@ def tokenize_pairs(ds: Any, tokenizer: Any, max_length: int, template: str = "au
     cols: dict[str, list] = {"chosen_input_ids": [], "rejected_input_ids": [], "length": []}
     if layout.uses_token_types:
         cols.update(chosen_token_type_ids=[], rejected_token_type_ids=[])
-    n_cut = 0
+    n_cut = n_resp_cut = 0
+    rooms = [min(_prompt_room(layout, len(c), max_length), _prompt_room(layout, len(r), max_length))
+             for c, r in zip(c_ids, r_ids)]
+    too_long = [i for i, room in enumerate(rooms) if room < 0]
+    if too_long and overflow == "error":
+        raise ValueError(f"{len(too_long)} of {len(ds)} pairs have a response longer than "
+                         f"max_length={max_length} tokens (first: row {too_long[0]}); raise "
+                         "max_length or choose overflow='drop' or 'truncate'")
     for i, (p, c, r) in enumerate(zip(p_ids, c_ids, r_ids)):
-        room = min(_prompt_room(layout, len(c), max_length), _prompt_room(layout, len(r), max_length))
-        if room < 0:
+        room = rooms[i]
+        if room < 0 and overflow == "drop":
             continue
-        if len(p) > room:
+        if room < 0:
+            n_cut += len(p) > (max_length - layout.n_format_tokens) // 4
+            p, (c, r) = _cut_to_fit(p, [c, r], layout, max_length)
+            n_resp_cut += 1
+        elif len(p) > room:
             p = p[len(p) - room :]
             n_cut += 1
         kept.append(i)
@@ -347,13 +407,22 @@ def tokenize_pairs(ds: Any, tokenizer: Any, max_length: int, template: str = "au
         if layout.uses_token_types:
             cols["chosen_token_type_ids"].append(c_types)
             cols["rejected_token_type_ids"].append(r_types)
-    report = TruncationReport(len(ds), n_cut, len(ds) - len(kept), max_length, unit="pairs")
-    out = ds.select(kept)
-    for name in cols:
-        if name in out.column_names:
-            out = out.remove_columns(name)
-    for name, values in cols.items():
-        out = out.add_column(name, values)
+    report = TruncationReport(len(ds), n_cut, len(ds) - len(kept), max_length, unit="pairs",
+                              n_response_truncated=n_resp_cut)
+    # datasets shows a "Flattening the indices" bar when columns are added after a select; the
+    # report above already says what was dropped, so that bar is only noise.
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        out = ds if len(kept) == len(ds) else ds.select(kept)
+        for name in cols:
+            if name in out.column_names:
+                out = out.remove_columns(name)
+        for name, values in cols.items():
+            out = out.add_column(name, values)
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
     return out, report
 
 
@@ -482,14 +551,24 @@ class PairCollator:
             raise ValueError(f"a row has {longest} tokens, more than pad_to={self.pad_to}")
         batch = pad_batch(self.tokenizer, seqs, types if self.uses_token_types else None,
                           padding_side=self.padding_side, pad_to=self.pad_to)
-        has_margin = ["margin" in r and r["margin"] is not None for r in rows]
+        # A margin column is all-or-nothing: a None (null) margin would otherwise be trained as
+        # margin 0, silently, whenever a whole batch happens to hold only such rows.
+        has_margin = ["margin" in r for r in rows]
         if any(has_margin):
-            if not all(has_margin):
-                raise ValueError(f"row {has_margin.index(False)} has no margin but other rows do")
-            margin = torch.tensor([float(r["margin"]) for r in rows], dtype=torch.float32)
-            if not torch.isfinite(margin).all():
-                raise ValueError("margin must be finite")
-            batch["margin"] = margin
+            values = []
+            for i, r in enumerate(rows):
+                value = r.get("margin")
+                if value is None:
+                    raise ValueError(f"row {i} has no margin (missing or None) but the batch "
+                                     "carries a margin column; fill it or drop the column")
+                if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                    raise TypeError(f"margin in row {i} must be a number, got "
+                                    f"{type(value).__name__} {value!r}")
+                values.append(float(value))
+            bad = [i for i, v in enumerate(values) if v != v or v in (float("inf"), float("-inf"))]
+            if bad:
+                raise ValueError(f"margin must be finite, got {values[bad[0]]} in row {bad[0]}")
+            batch["margin"] = torch.tensor(values, dtype=torch.float32)
         return batch
 
 

@@ -70,6 +70,25 @@ def test_per_section_accuracy_reads_dataset_and_dataframe_columns():
     assert list(from_ds["accuracy"]) == [1.0, 0.0, 0.5]
 
 
+def test_per_section_accuracy_groups_by_any_column():
+    ds = Dataset.from_dict({"section": ["chat", "chat", "safety", "safety"],
+                            "novelty": ["novel", "in-distribution", "in-distribution", "novel"]})
+    chosen, rejected = [1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]  # right on chat, wrong on safety
+    table = per_section_accuracy(ds, chosen, rejected, by="novelty")
+    assert list(table.columns) == ["novelty", "n", "accuracy", "n_ties"]
+    assert list(table["novelty"]) == ["in-distribution", "novel", "all"]
+    assert list(table["accuracy"]) == [0.5, 0.5, 0.5]
+    by_section = per_section_accuracy(ds, chosen, rejected)
+    assert list(by_section["section"]) == ["chat", "safety", "all"]
+    assert list(by_section["accuracy"]) == [1.0, 0.0, 0.5]
+    with pytest.raises(ValueError, match="missing column 'subset'"):
+        per_section_accuracy(ds, chosen, rejected, by="subset")
+    with pytest.raises(TypeError, match="by must be a column name"):
+        per_section_accuracy(ds, chosen, rejected, by="")
+    with pytest.raises(ValueError, match="empty or non-string novelty in row 1"):
+        per_section_accuracy(["novel", None], [1.0, 0.0], [0.0, 1.0], by="novelty")
+
+
 @pytest.mark.parametrize("sections, error, match", [
     (Dataset.from_dict({"prompt": ["a"]}), ValueError, "missing column 'section'"),
     (["chat", ""], ValueError, "row 1"),
