@@ -139,7 +139,10 @@ def _check_fraction(name: str, value: float) -> None:
 def near_duplicate_filter(sample: Mapping[str, Any], max_similarity: float = 0.8) -> bool:
     """Keep a pair whose responses differ: difflib `SequenceMatcher.ratio()` < max_similarity.
 
-    Two (nearly) identical responses carry no preference signal; their label is noise.
+    Two identical responses carry no preference signal. Nearly identical ones can differ in the
+    one word that matters (a wrong fact, a wrong number): in the preference world this filter
+    mostly drops chat_hard's subtle-detail pairs, whose gold gap is large (chapter 02, section 6).
+    Audit what it drops before using it as a blind filter.
     """
     _check_fraction("max_similarity", max_similarity)
     chosen, rejected = _texts(sample)
@@ -152,6 +155,9 @@ def near_duplicate_filter(sample: Mapping[str, Any], max_similarity: float = 0.8
 
 def agreement_filter(sample: Mapping[str, Any], min_agreement: float = 0.6) -> bool:
     """Keep a pair whose annotator `agreement` (share agreeing with the label) >= min_agreement.
+
+    `agreement` is agreement with the RELEASED label (0.2 when the released vote was the odd one
+    out of five), not majority agreement (the share voting with the majority, >= 0.5 always).
 
     Rows without an `agreement` value (column absent, None or NaN) are kept: no evidence of
     disagreement. Unlike the seed (strict ``> 0.6`` on 'annotator_agreement'), the bound is

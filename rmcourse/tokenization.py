@@ -17,7 +17,12 @@ Input formats (chosen by `template="auto"` from the tokenizer):
 
 Truncation policy (one rule, everywhere): the response is never cut, because the reward is about
 the response. When prompt + response + format tokens exceed `max_length`, the prompt is cut from
-the LEFT: its end, closest to the response, is what the response answers. A text whose response
+the LEFT, keeping its end, closest to the response: in a dialogue that is the last user turn. In a
+single-turn prompt the question often comes first and a left cut can remove it, so choose
+`max_length` from the length percentiles of the data, so that (almost) nothing is cut (chapter 02,
+section 9). Contrast the learning document's `tokenizer(prompt + ' ' + response, truncation=True)`:
+one flat string with no prompt/response boundary, cut on the right, i.e. the END of the response,
+chosen and rejected independently. A text whose response
 alone (plus format tokens) does not fit is dropped and counted, not silently cut (TRL drops too,
 trl issue #2488). `tokenize_pairs` cuts chosen and rejected to the SAME prompt tokens, so both
 sides of a comparison see the same context.

@@ -1,7 +1,9 @@
 """Each chapter-02 checker must accept a correct solution and reject typical mistakes by name."""
 from __future__ import annotations
 
-import difflib
+import hashlib
+import random
+import zlib
 
 import numpy as np
 import torch
@@ -80,29 +82,106 @@ def test_cjk_length_checker(capsys):
     assert not ok and out.startswith("⏳")
 
 
-# --- is_near_duplicate --------------------------------------------------------------------------
-def good_near_dup(chosen, rejected, max_similarity=0.8):
-    return difflib.SequenceMatcher(None, chosen, rejected).ratio() >= max_similarity
+# --- group_split --------------------------------------------------------------------------------
+def good_split(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+    if isinstance(test_percent, bool) or not isinstance(test_percent, int) or not 0 <= test_percent <= 100:
+        raise ValueError(f"test_percent must be an int from 0 to 100, got {test_percent!r}")
+    return ["test" if zlib.crc32((salt + key(p)).encode("utf-8")) % 100 < test_percent else "train"
+            for p in prompts]
 
 
-def test_is_near_duplicate_checker(capsys):
-    ok, out = verdict(ch02.check_is_near_duplicate, good_near_dup, capsys)
+def test_group_split_checker(capsys):
+    ok, out = verdict(ch02.check_group_split, good_split, capsys)
     assert ok and out.startswith("✅")
 
-    strict = lambda a, b, max_similarity=0.8: difflib.SequenceMatcher(None, a, b).ratio() > max_similarity  # noqa: E731
-    ok, out = verdict(ch02.check_is_near_duplicate, strict, capsys)
-    assert not ok and "ratio >= max_similarity" in out
+    def sha_split(prompts, test_percent, key=lambda p: p, salt="rmcourse"):  # another stable hash is fine
+        if not 0 <= test_percent <= 100:
+            raise ValueError("test_percent")
+        buckets = [int.from_bytes(hashlib.sha256(f"{salt}|{key(p)}".encode()).digest()[:8], "big") % 100
+                   for p in prompts]
+        return ["test" if b < test_percent else "train" for b in buckets]
 
-    fixed = lambda a, b, max_similarity=0.8: difflib.SequenceMatcher(None, a, b).ratio() >= 0.8  # noqa: E731
-    ok, out = verdict(ch02.check_is_near_duplicate, fixed, capsys)
-    assert not ok and "ignore the max_similarity" in out
+    ok, out = verdict(ch02.check_group_split, sha_split, capsys)
+    assert ok and out.startswith("✅")
 
-    exact = lambda a, b, max_similarity=0.8: a == b  # noqa: E731
-    ok, out = verdict(ch02.check_is_near_duplicate, exact, capsys)
-    assert not ok and "must be flagged" in out
+    def python_hash(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+        if not 0 <= test_percent <= 100:
+            raise ValueError("test_percent")
+        return ["test" if hash(salt + key(p)) % 100 < test_percent else "train" for p in prompts]
 
-    ok, out = verdict(ch02.check_is_near_duplicate, todo, capsys)
+    ok, out = verdict(ch02.check_group_split, python_hash, capsys)
+    assert not ok and "PYTHONHASHSEED" in out
+
+    def per_row(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+        if not 0 <= test_percent <= 100:
+            raise ValueError("test_percent")
+        rng = np.random.default_rng(0)
+        return ["test" if rng.random() < test_percent / 100 else "train" for _ in prompts]
+
+    ok, out = verdict(ch02.check_group_split, per_row, capsys)
+    assert not ok and "per key" in out
+
+    def whole_prompt(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+        return good_split(prompts, test_percent, key=lambda p: p, salt=salt)
+
+    ok, out = verdict(ch02.check_group_split, whole_prompt, capsys)
+    assert not ok and "hash key(prompt)" in out
+
+    def shuffle_and_cut(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+        if not 0 <= test_percent <= 100:
+            raise ValueError("test_percent")
+        keys = sorted({key(p) for p in prompts})
+        random.Random(salt).shuffle(keys)
+        test = set(keys[: round(len(keys) * test_percent / 100)])
+        return ["test" if key(p) in test else "train" for p in prompts]
+
+    ok, out = verdict(ch02.check_group_split, shuffle_and_cut, capsys)
+    assert not ok and "arrived" in out
+
+    def swapped(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+        return ["train" if s == "test" else "test" for s in good_split(prompts, test_percent, key, salt)]
+
+    ok, out = verdict(ch02.check_group_split, swapped, capsys)
+    assert not ok and "swapped" in out
+
+    def at_most(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+        if not 0 <= test_percent <= 100:
+            raise ValueError("test_percent")
+        return ["test" if zlib.crc32((salt + key(p)).encode()) % 100 <= test_percent else "train" for p in prompts]
+
+    ok, out = verdict(ch02.check_group_split, at_most, capsys)
+    assert not ok and "not <=" in out
+
+    def unsalted(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+        return good_split(prompts, test_percent, key, salt="")
+
+    ok, out = verdict(ch02.check_group_split, unsalted, capsys)
+    assert not ok and "salt" in out
+
+    def no_validation(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+        return ["test" if zlib.crc32((salt + key(p)).encode()) % 100 < test_percent else "train" for p in prompts]
+
+    ok, out = verdict(ch02.check_group_split, no_validation, capsys)
+    assert not ok and "ValueError" in out
+
+    def booleans(prompts, test_percent, key=lambda p: p, salt="rmcourse"):
+        return [s == "test" for s in good_split(prompts, test_percent, key, salt)]
+
+    ok, out = verdict(ch02.check_group_split, booleans, capsys)
+    assert not ok and "'train' or 'test'" in out
+
+    ok, out = verdict(ch02.check_group_split, todo, capsys)
     assert not ok and out.startswith("⏳")
+
+
+def test_group_split_checker_restores_builtin_hash(capsys):
+    import builtins
+
+    before = builtins.hash
+    ch02.check_group_split(good_split)
+    ch02.check_group_split(todo)
+    capsys.readouterr()
+    assert builtins.hash is before
 
 
 # --- collate_dynamic ----------------------------------------------------------------------------

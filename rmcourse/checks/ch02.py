@@ -1,13 +1,14 @@
 """Checkers for chapter 02 (preference data). Each takes the learner's function and prints a verdict.
 
-Every checker compares against the course's own implementation (`rmcourse.formats`,
-`rmcourse.filters`, `rmcourse.tokenization`) on hand-picked inputs that expose the usual
-mistakes, and names the first thing that is wrong.
+Each checker runs the learner's function on hand-picked inputs that expose the usual mistakes,
+compares with the course's own implementation where there is one (`rmcourse.formats`,
+`rmcourse.filters`, `rmcourse.tokenization`) or with the properties the task asks for (the
+train/test split), and names the first thing that is wrong.
 """
 from __future__ import annotations
 
-import difflib
-from typing import Any, Callable
+import builtins
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -19,7 +20,7 @@ from rmcourse.formats import split_hh_transcript
 __all__ = [
     "check_split_hh",
     "check_cjk_length",
-    "check_is_near_duplicate",
+    "check_group_split",
     "check_collate_dynamic",
     "check_majority_vote",
 ]
@@ -107,34 +108,114 @@ def check_cjk_length(fn: Callable[[str], int]) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-def check_is_near_duplicate(fn: Callable[..., bool]) -> bool:
-    """Exercise: is_near_duplicate(chosen, rejected, max_similarity=0.8) -> True to DROP the pair."""
+_GREETINGS = ("", "Hi!", "Quick question.", "Hello there, I need some help.")
+_SUFFIXES = ("", "Thanks!", "Keep it short.")
 
-    def call(a: str, b: str, m: float) -> bool:
-        out = fn(a, b, max_similarity=m)
-        expect(out is not None, "is_near_duplicate returned None: did you forget `return`?")
-        expect(isinstance(out, (bool, np.bool_)), f"is_near_duplicate returned {type(out).__name__}, expected bool")
-        return bool(out)
+
+def _split_key(prompt: str) -> str:
+    """The checker's prompts are 'greeting|question|suffix'; the key is the question."""
+    return prompt.split("|")[1]
+
+
+def _prompts(n_questions: int, variants: int = 1) -> list[str]:
+    """Prompts for `n_questions` questions, each in `variants` greeting/suffix wordings."""
+    return [f"{_GREETINGS[v % len(_GREETINGS)]}|Question number {q}: what is {q} times {q + 3}?|"
+            f"{_SUFFIXES[(q + v) % len(_SUFFIXES)]}"
+            for q in range(n_questions) for v in range(variants)]
+
+
+def check_group_split(fn: Callable[..., Sequence[str]]) -> bool:
+    """Exercise: group_split(prompts, test_percent, key, salt) -> one "train" / "test" per prompt,
+    decided by a stable hash of salt + key(prompt) alone."""
+
+    def call(prompts: list[str], pct: int, salt: str = "rmcourse") -> list[str]:
+        out = fn(list(prompts), pct, key=_split_key, salt=salt)
+        expect(out is not None, "group_split returned None: did you forget `return`?")
+        expect(isinstance(out, (list, tuple)) or hasattr(out, "tolist"),
+               f"group_split must return a list of split names, got {type(out).__name__}")
+        out = list(out.tolist() if hasattr(out, "tolist") else out)
+        expect(len(out) == len(prompts),
+               f"{len(prompts)} prompts but {len(out)} split names: return one per prompt")
+        bad = [x for x in out if x not in ("train", "test")]
+        if bad:
+            raise AssertionError(f"each entry must be the string 'train' or 'test', got {bad[0]!r}")
+        return out
 
     def test() -> None:
-        same = "Paris is the capital of France."
-        expect(call(same, same, 0.8), "identical responses must count as near-duplicates (ratio 1.0)")
-        expect(not call("Paris is the capital of France.", "I do not know, sorry.", 0.8),
-               "two clearly different responses were flagged as near-duplicates")
-        expect(call("Paris is the capital of France.", "I do not know, sorry.", 0.0),
-               "with max_similarity=0 every pair must be flagged: did you ignore the max_similarity argument?")
-        ratio = difflib.SequenceMatcher(None, "abcd", "abcx").ratio()  # 0.75
-        expect(call("abcd", "abcx", 0.75), f"ratio {ratio} with max_similarity=0.75 must be flagged: "
-                                           "a pair is dropped when ratio >= max_similarity")
-        expect(not call("abcd", "abcx", 0.76), f"ratio {ratio} with max_similarity=0.76 must NOT be "
-                                               "flagged: did you ignore the max_similarity argument?")
-        near = ("The largest ocean on Earth is the Pacific. There are five named oceans.",
-                "The largest ocean on Earth is the Atlantic. There are five named oceans.")
-        want = difflib.SequenceMatcher(None, *near).ratio() >= 0.8
-        expect(call(*near, 0.8) == want, "a one-word change in a long sentence has a ratio above 0.8 "
-                                         "and must be flagged; use difflib.SequenceMatcher(None, a, b).ratio()")
+        # 1. Python's hash() of a str is salted per process: the split would change every run.
+        calls: list[Any] = []
+        real_hash = builtins.hash
 
-    return check("is_near_duplicate", test)
+        def spy(obj: Any) -> int:
+            calls.append(obj)
+            return real_hash(obj)
+
+        builtins.hash = spy
+        try:
+            call(_prompts(20), 20)
+        finally:
+            builtins.hash = real_hash
+        if calls:
+            raise AssertionError("you called Python's built-in hash(): for strings it is randomised per "
+                                 "process (PYTHONHASHSEED), so the same prompt lands in another split the "
+                                 "next time Python starts; hash the UTF-8 bytes with zlib or hashlib")
+        # 2. The same key, the same split; and the decision is made by key(prompt), not the prompt.
+        prompts = _prompts(300, variants=3)
+        duplicated = prompts + prompts[::3]  # every first wording twice
+        out = call(duplicated, 20)
+        first = dict(zip(duplicated[: len(prompts)], out[: len(prompts)]))
+        if any(first[p] != s for p, s in zip(duplicated[len(prompts):], out[len(prompts):])):
+            raise AssertionError("the same prompt, given twice, landed in both splits: decide per key with a "
+                                 "hash, not per row (a random draw or the row index lets a question leak "
+                                 "into train)")
+        by_key: dict[str, set[str]] = {}
+        for p, s in zip(prompts, out):
+            by_key.setdefault(_split_key(p), set()).add(s)
+        if any(len(v) > 1 for v in by_key.values()):
+            raise AssertionError("two prompts with the same key (the same question, another greeting) landed "
+                                 "in different splits: hash key(prompt), not the whole prompt")
+        # 3. A prompt's split depends on its key alone: not on the other prompts or their order.
+        whole = call(prompts, 20)
+        expect(call(prompts[:150], 20) == whole[:150],
+               "the split of the first 150 prompts changed when 750 more arrived: a prompt's split must "
+               "depend on its own key only (shuffling the distinct keys and cutting the list moves "
+               "questions between train and test whenever the data set grows)")
+        expect(call(prompts[::-1], 20) == whole[::-1],
+               "reversing the order of the prompts changed their splits: decide from the key alone")
+        # 4. About test_percent % of the keys in test, and the edges.
+        many = _prompts(3000)
+
+        def share_in_test(pct: int) -> float:
+            share = call(many, pct).count("test") / len(many)
+            if abs(share - (1 - pct / 100)) < 0.04 and pct != 50:
+                raise AssertionError(f"{share:.0%} of 3000 questions went to test with test_percent={pct}: "
+                                     "train and test are swapped (test when bucket < test_percent)")
+            return share
+
+        share = share_in_test(20)
+        expect(abs(share - 0.2) < 0.04,
+               f"{share:.1%} of 3000 questions went to test with test_percent=20; expected about 20%: map "
+               "each key to a bucket 0..99 that is uniform, and test when bucket < test_percent")
+        expect(call(many, 0).count("test") == 0,
+               "test_percent=0 must put no prompt in test (bucket < test_percent, not <=)")
+        expect(call(many, 100).count("test") == len(many), "test_percent=100 must put every prompt in test")
+        share = share_in_test(50)
+        expect(abs(share - 0.5) < 0.04, f"{share:.1%} of 3000 questions went to test with test_percent=50; "
+                                        "expected about 50%")
+        # 5. The salt gives an independent split.
+        a, b = call(many, 20, salt="experiment-a"), call(many, 20, salt="experiment-b")
+        moved = sum(x != y for x, y in zip(a, b)) / len(many)
+        expect(moved > 0.1, f"changing the salt moved only {moved:.0%} of the questions: hash salt + key, so "
+                            "that another salt gives an independent split (about 32% move at 20%)")
+        # 6. Bad input.
+        for pct in (150, -5):
+            try:
+                fn(_prompts(3), pct, key=_split_key, salt="rmcourse")
+            except ValueError:
+                continue
+            raise AssertionError(f"test_percent={pct} must raise ValueError: it is a percentage from 0 to 100")
+
+    return check("group_split", test)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -173,17 +254,20 @@ def check_collate_dynamic(fn: Callable[..., dict]) -> bool:
 
 # ----------------------------------------------------------------------------------------------
 def check_majority_vote(fn: Callable[[np.ndarray], tuple[Any, Any]]) -> bool:
-    """Exercise: majority_vote(votes) -> (label, agreement) for a bool matrix [pairs, annotators]."""
+    """Exercise: majority_vote(votes) -> (label, majority_agreement) for a bool matrix
+    [pairs, annotators]. Majority agreement is the share voting with the majority (>= 0.5), not the
+    chapter's `agreement` column (the share voting with the released label, which can be 0.2)."""
 
     def call(votes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = fn(votes)
         expect(isinstance(out, tuple) and len(out) == 2,
-               "majority_vote must return a (label, agreement) tuple")
+               "majority_vote must return a (label, majority_agreement) tuple")
         label = np.asarray(out[0])
         agreement = np.asarray(out[1], dtype=float)
         expect(label.shape == (votes.shape[0],) and agreement.shape == (votes.shape[0],),
                f"for {votes.shape[0]} pairs got shapes {label.shape} and {agreement.shape}, "
-               f"expected ({votes.shape[0]},) each: one label and one agreement per pair (reduce axis=1)")
+               f"expected ({votes.shape[0]},) each: one label and one majority agreement per pair "
+               "(reduce axis=1)")
         return label.astype(bool), agreement
 
     def test() -> None:
@@ -192,16 +276,16 @@ def check_majority_vote(fn: Callable[[np.ndarray], tuple[Any, Any]]) -> bool:
         expect(label.tolist() == [True, False, True],
                f"labels {label.tolist()}, expected [True, False, True] (True = most annotators prefer A)")
         if np.allclose(agreement, [0.8, 0.2, 0.6]):
-            raise AssertionError("agreement is the share voting for A; it must be the share voting "
-                                 "WITH THE MAJORITY label (so always >= 0.5)")
+            raise AssertionError("you returned the share voting for A; majority agreement is the share "
+                                 "voting WITH THE MAJORITY label (so always >= 0.5)")
         expect(np.allclose(agreement, [0.8, 0.8, 0.6]),
-               f"agreement {agreement.tolist()}, expected [0.8, 0.8, 0.6]")
+               f"majority agreement {agreement.tolist()}, expected [0.8, 0.8, 0.6]")
         rng = np.random.default_rng(0)
         big = rng.random((200, 7)) < 0.6
         label, agreement = call(big)
         share_a = big.mean(axis=1)
         expect(np.array_equal(label, share_a > 0.5), "labels disagree with the majority on random votes")
         expect(np.allclose(agreement, np.maximum(share_a, 1 - share_a)),
-               "agreement disagrees with the share of votes for the majority on random votes")
+               "majority agreement disagrees with the share of votes for the majority on random votes")
 
     return check("majority_vote", test)
