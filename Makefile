@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: setup lab test test-unit test-notebooks notebooks exercises clean
+.PHONY: setup lab test test-unit test-notebooks notebooks exercises gpu-check clean
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ notebooks: setup exercises
 
 exercises: setup
 	$(BIN)/python tools/make_exercises.py
+
+# On a CUDA machine: every notebook and solution under nbval on the GPU, timed, with each chapter's
+# headline numbers beside the CPU's, written to docs/gpu-run.md (see tools/gpu_check.py).
+gpu-check: setup
+	$(BIN)/python tools/gpu_check.py
 
 clean:
 	rm -rf $(VENV) artifacts

@@ -4,13 +4,18 @@
 its place through environment variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
 Each copy:
 1. joins a process group (`gloo` on CPU, `nccl` on CUDA) — `init_distributed`;
-2. wraps its model in `torch.nn.parallel.DistributedDataParallel` (DDP), which averages the
-   gradients of all ranks during `backward()`, so every rank applies the same update and the
-   weights stay identical without ever being sent;
+2. wraps its model in `torch.nn.parallel.DistributedDataParallel` (DDP). Wrapping broadcasts
+   rank 0's parameters and buffers to every rank (so all start identical, whatever each loaded),
+   and by default buffers again at the start of every forward (`forward_sync_buffers`, formerly
+   `broadcast_buffers`). From then on only gradients travel: DDP averages them across ranks
+   during `backward()` (an all-reduce in buckets, overlapped with the backward pass), so every
+   rank applies the same update and the parameters stay identical;
 3. trains on its own share of each step's batches — `shard_batches`;
 4. lets only rank 0 print, show a progress bar and write the checkpoint — `DistInfo.is_main`.
 
-`parameter_checksum` fingerprints the weights so a test can prove the ranks ended identical.
+`parameter_checksum` fingerprints the weights so a test can prove the ranks ended identical
+(which says nothing about WHICH batches they trained on: chapter 04 also compares the run with a
+single process that sees the same global batches through gradient accumulation).
 Reference: PyTorch's DDP design note (pytorch.org/docs/stable/notes/ddp.html) and Li et al. 2020,
 "PyTorch Distributed: Experiences on Accelerating Data Parallel Training" (arXiv 2006.15704).
 """
@@ -92,14 +97,22 @@ def init_distributed(device: torch.device | str | None = None, backend: str | No
     """Join the process group torchrun prepared; returns (info, the device this rank uses).
 
     A single process (no WORLD_SIZE, or 1) returns rank 0 of 1 and touches nothing. On CUDA each
-    rank takes GPU `LOCAL_RANK`; on CPU all ranks share the cores (torchrun sets OMP_NUM_THREADS=1
-    per process so they do not fight over them).
+    rank takes GPU `LOCAL_RANK`, so a node needs one GPU per process: a rank whose LOCAL_RANK has
+    no GPU is refused with a ValueError naming the fix (fewer processes, or
+    `RMCOURSE_DEVICE=cpu`). On CPU all ranks share the cores (torchrun sets OMP_NUM_THREADS=1 per
+    process so they do not fight over them).
     """
     from rmcourse.device import pick_device
 
     info = dist_info_from_env()
     device = pick_device() if device is None else torch.device(device)
     if device.type == "cuda":
+        visible = torch.cuda.device_count()
+        if info.local_rank >= visible:
+            raise ValueError(
+                f"LOCAL_RANK={info.local_rank} needs GPU {info.local_rank}, but this node has "
+                f"{visible} visible CUDA device(s): start at most {visible} process(es) per node "
+                "(torchrun --nproc_per_node), or train on CPU with RMCOURSE_DEVICE=cpu")
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     if not info.is_distributed:

@@ -1,9 +1,10 @@
 """Measure training speed honestly: pairs/s, real tokens/s, padding waste, peak memory, MFU.
 
-The chapter 04 ladder changes one thing at a time and measures each configuration the same way:
-a warm-up step first (allocators, oneDNN/cuBLAS kernel choice and torch.compile happen there and
-would otherwise be billed to the first config), then the timed steps, with CUDA synchronised
-before the clock stops.
+The chapter 04 ladder changes one thing at a time and measures every configuration with ONE
+harness, `measure_interleaved`: warm-up steps first (allocators, oneDNN/cuBLAS kernel choice and
+torch.compile happen there and would otherwise be billed to the first config), then the rungs take
+turns step by step, with CUDA synchronised before the clock stops, and one AdamW optimizer shared
+by all rungs, so every rung's peak memory holds the same optimizer state a real run holds.
 
 - Tokens/s counts REAL tokens (attention_mask == 1). Padded positions cost compute but teach the
   model nothing, so a config that pads more looks worse here, as it should.
@@ -13,30 +14,47 @@ before the clock stops.
   only activations, so compare configs by their difference. Elsewhere it is reported as unknown.
 - Model FLOPs utilisation (MFU, Chowdhery et al. 2022, PaLM, arXiv 2204.02311, appendix B): the
   FLOPs a training step needs, about 6 x parameters x tokens (2 for the forward, 4 for the
-  backward; Kaplan et al. 2020, arXiv 2001.08361), per second, over the device's peak dense bf16
-  FLOP/s. Only matrix-multiplying parameters count, so embeddings (a lookup) are left out, and
-  attention's own FLOPs are ignored (small at these lengths). Peaks come from NVIDIA datasheets.
+  backward; Kaplan et al. 2020, arXiv 2001.08361), per second, over the device's peak FLOP/s.
+  Only matrix-multiplying parameters count, so embeddings (a lookup) are left out, and
+  attention's own FLOPs are ignored (a few percent at these lengths). Gradient checkpointing
+  recomputes the forward: the hardware then does about 8 x parameters x tokens (the hardware
+  FLOPs utilisation, HFU), while MFU keeps counting 6, the work the model needs.
+- Peaks: GPUs from NVIDIA's datasheets (dense bf16, `PEAK_BF16_TFLOPS`); CPUs from cores x clock x
+  FLOPs per cycle per core (`cpu_peak`), for the few microarchitectures whose per-cycle numbers
+  the course can cite.
 """
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import math
 import os
+import re
 import time
-import dataclasses
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, ContextManager, Iterator, Mapping, Sequence
 
 import torch
 
 __all__ = [
     "PEAK_BF16_TFLOPS",
     "ThroughputReport",
+    "Rung",
+    "CpuPeak",
     "count_parameters",
     "real_and_padded_tokens",
     "reset_peak_memory",
     "peak_memory",
     "peak_bf16_flops",
+    "cpu_peak",
+    "training_flops",
     "model_flops_utilization",
+    "tf32_matmuls",
+    "pad_to_multiple",
+    "ActivationCheckpointing",
+    "activation_memory",
+    "CompiledRewardModel",
+    "compile_counters",
     "stacked_forward",
     "separate_forward",
     "measure_training",
@@ -45,15 +63,18 @@ __all__ = [
     "environment_summary",
 ]
 
-# Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from NVIDIA's datasheets. Matched by
-# substring of torch.cuda.get_device_name(); the first match wins, so specific names come first.
+# Dense (no sparsity) bf16 tensor-core peak, TFLOP/s, from NVIDIA's datasheets. A key matches
+# torch.cuda.get_device_name() as a whole word ("L4" does not match "NVIDIA L40"); the first
+# match wins, so specific names come first.
 PEAK_BF16_TFLOPS: dict[str, float] = {
+    "GH200": 989.0,       # GH200 datasheet (its GPU is an H100 SXM)
     "H200": 989.0,        # H200 SXM datasheet (same compute as H100 SXM)
     "H100 PCIe": 756.0,   # H100 PCIe datasheet
     "H100 NVL": 835.0,    # H100 NVL datasheet
     "H100": 989.0,        # H100 SXM ("NVIDIA H100 80GB HBM3") datasheet
     "A100": 312.0,        # A100 datasheet (SXM and PCIe)
     "L40S": 362.0,        # L40S datasheet
+    "L40": 181.0,         # L40 datasheet
     "L4": 121.0,          # L4 datasheet
     "RTX 4090": 165.2,    # Ada whitepaper, FP16/BF16 with FP32 accumulate
 }
@@ -180,9 +201,137 @@ def peak_bf16_flops(device_name: str) -> float | None:
     if not isinstance(device_name, str):
         raise TypeError(f"device_name must be a str, got {type(device_name).__name__}")
     for key, tflops in PEAK_BF16_TFLOPS.items():
-        if key.lower() in device_name.lower():
+        # a whole-word match: "L4" must not match "NVIDIA L40", "H200" not "NVIDIA GH200"
+        if re.search(rf"(?<![A-Za-z0-9]){re.escape(key)}(?![A-Za-z0-9])", device_name,
+                     flags=re.IGNORECASE):
             return tflops * 1e12
     return None
+
+
+@dataclass(frozen=True)
+class CpuPeak:
+    """A CPU's peak FLOP/s: cores x clock x FLOPs per cycle per core, with where each came from."""
+
+    microarchitecture: str
+    cores: int
+    clock_hz: float
+    clock_source: str
+    fp32_flops_per_cycle: int
+    bf16_flops_per_cycle: int | None
+    source: str
+
+    def flops(self, dtype: torch.dtype = torch.float32) -> float | None:
+        """Peak FLOP/s for matmuls in `dtype` (float32 or bfloat16); None when not known."""
+        if dtype == torch.float32:
+            per_cycle: int | None = self.fp32_flops_per_cycle
+        elif dtype == torch.bfloat16:
+            per_cycle = self.bf16_flops_per_cycle
+        else:
+            raise ValueError(f"dtype must be torch.float32 or torch.bfloat16, got {dtype}")
+        return None if per_cycle is None else self.cores * self.clock_hz * per_cycle
+
+
+# FLOPs per cycle per core. An FMA counts as 2 FLOPs; a W-bit pipe holds W/32 float32 lanes.
+# - AMD Zen 3 / Zen 4 (family 19h): two FMA pipes (FP0, FP1), each 256 bits wide; Zen 4 runs a
+#   512-bit AVX-512 op through a pipe's 256-bit datapath, so AVX-512 does not raise the peak:
+#   2 pipes x 8 lanes x 2 = 32 fp32 FLOPs/cycle (AMD, "Software Optimization Guide for the AMD
+#   Family 19h Zen4 Microarchitecture", pub. 57647, section 2.11.1, as encoded in LLVM's
+#   X86ScheduleZnver4.td). Zen 4's AVX512-BF16 instruction VDPBF16PS does two bf16 products
+#   and their sum per fp32 lane (Intel SDM, VDPBF16PS), twice an FMA's work in the same lane, so
+#   we take 2 x 32 = 64 bf16 FLOPs/cycle as its ceiling.
+# - Intel Xeon with AMX (Sapphire Rapids and later): 1,024 bf16 FLOPs/cycle on the AMX unit and
+#   64 fp32 FLOPs/cycle on AVX-512 (Intel, "Accelerate AI Workloads with Intel AMX", p. 4, quoted
+#   in PyTorch's AMX recipe, pytorch.org/tutorials/recipes/amx.html).
+# Other CPUs differ by model in ways /proc/cpuinfo does not show (one or two AVX-512 FMA units on
+# Skylake-SP, 256- or 512-bit datapaths on Zen 5), so `cpu_peak` returns None for them.
+def _cpu_table(vendor: str, family: int | None, flags: set[str]) -> tuple[str, int, int | None, str] | None:
+    if vendor == "AuthenticAMD" and family == 25:
+        bf16 = 64 if "avx512_bf16" in flags else None
+        name = "AMD Zen 4" if "avx512f" in flags else "AMD Zen 3"
+        return (name, 32, bf16, "AMD Software Optimization Guide for Family 19h (pub. 57647), "
+                "2 FMA pipes x 256 bits; bf16: VDPBF16PS does 2 products per fp32 lane")
+    if vendor == "GenuineIntel" and "amx_bf16" in flags:
+        return ("Intel Xeon with AMX", 64, 1024,
+                "Intel, Accelerate AI Workloads with Intel AMX (p. 4): 1,024 bf16 and 64 fp32 "
+                "FLOPs per cycle per core")
+    return None
+
+
+def _cpuinfo_fields(cpuinfo: str) -> dict[str, str]:
+    """The first processor block of /proc/cpuinfo as a dict (x86 field names)."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        if not line.strip():
+            if fields:
+                break
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def cpu_peak(cpuinfo: str | None = None, threads: int | None = None,
+             max_clock_khz: int | None = None) -> CpuPeak | None:
+    """This CPU's peak FLOP/s for the `threads` cores torch uses, or None when it is not known.
+
+    cores: `threads` (default `torch.get_num_threads()`), divided by the hyper-threads per core
+    ("siblings" / "cpu cores") because two hyper-threads share one core's FMA units.
+    clock: the highest clock the kernel reports (cpufreq's cpuinfo_max_freq), else /proc/cpuinfo's
+    "cpu MHz" (in a virtual machine, the nominal rate: a boost clock above it would make the true
+    peak higher and the MFU computed against this one an overestimate). FLOPs per cycle come
+    from the small table above. `cpuinfo` / `max_clock_khz` let a test pass a machine's values.
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+                cpuinfo = fh.read()
+        except OSError:
+            return None
+    if not isinstance(cpuinfo, str):
+        raise TypeError(f"cpuinfo must be a str, got {type(cpuinfo).__name__}")
+    threads = torch.get_num_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    fields = _cpuinfo_fields(cpuinfo)
+    try:
+        family: int | None = int(fields.get("cpu family", ""))
+    except ValueError:
+        family = None
+    entry = _cpu_table(fields.get("vendor_id", ""), family, set(fields.get("flags", "").split()))
+    if entry is None:
+        return None
+    name, fp32, bf16, source = entry
+    if max_clock_khz is None:
+        try:
+            with open("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq") as fh:
+                max_clock_khz = int(fh.read().strip())
+        except (OSError, ValueError):
+            max_clock_khz = None
+    if max_clock_khz:
+        clock_hz, clock_source = max_clock_khz * 1e3, "cpufreq cpuinfo_max_freq"
+    else:
+        try:
+            clock_hz, clock_source = float(fields["cpu MHz"]) * 1e6, "/proc/cpuinfo cpu MHz"
+        except (KeyError, ValueError):
+            return None
+    try:
+        smt = max(1, int(fields["siblings"]) // int(fields["cpu cores"]))
+    except (KeyError, ValueError, ZeroDivisionError):
+        smt = 1
+    cores = max(1, math.ceil(threads / smt))
+    return CpuPeak(microarchitecture=name, cores=cores, clock_hz=clock_hz, clock_source=clock_source,
+                   fp32_flops_per_cycle=fp32, bf16_flops_per_cycle=bf16, source=source)
+
+
+def training_flops(n_params: int, tokens: float, recompute_forward: bool = False) -> float:
+    """FLOPs of training on `tokens` tokens: 6 N per token (2 forward + 4 backward), or 8 N
+    when gradient checkpointing recomputes the forward during the backward (hardware FLOPs)."""
+    if isinstance(n_params, bool) or not isinstance(n_params, int) or n_params < 1:
+        raise ValueError(f"n_params must be a positive int, got {n_params!r}")
+    if isinstance(tokens, bool) or not isinstance(tokens, (int, float)) or not math.isfinite(tokens) \
+            or tokens < 0:
+        raise ValueError(f"tokens must be a finite number >= 0, got {tokens!r}")
+    return (8.0 if recompute_forward else 6.0) * n_params * tokens
 
 
 def model_flops_utilization(n_params: int, tokens_per_second: float, peak_flops: float) -> float:
@@ -197,6 +346,52 @@ def model_flops_utilization(n_params: int, tokens_per_second: float, peak_flops:
     if peak_flops <= 0:
         raise ValueError(f"peak_flops must be > 0, got {peak_flops}")
     return 6.0 * n_params * tokens_per_second / peak_flops
+
+
+# ---------------------------------------------------------------- precision and shapes
+@contextlib.contextmanager
+def tf32_matmuls() -> Iterator[None]:
+    """TF32 for float32 matmuls and convolutions on CUDA inside the block; the old setting after.
+
+    Uses the per-backend API of torch >= 2.9 (`torch.backends.cuda.matmul.fp32_precision`,
+    `torch.backends.cudnn.conv.fp32_precision`), never the deprecated `allow_tf32` flags: torch
+    refuses to mix the two (a RuntimeError inside torch.compile, which reads the precision).
+    Restoring matters: TF32 rounds inputs to 10 mantissa bits, so a tolerance check run later
+    in float32 would otherwise fail for a reason unrelated to what it checks.
+    """
+    matmul, conv = torch.backends.cuda.matmul, torch.backends.cudnn.conv
+    old = (matmul.fp32_precision, conv.fp32_precision)
+    matmul.fp32_precision = "tf32"
+    conv.fp32_precision = "tf32"
+    try:
+        yield
+    finally:
+        matmul.fp32_precision, conv.fp32_precision = old
+
+
+def pad_to_multiple(batch: Mapping[str, torch.Tensor], multiple: int, pad_token_id: int) -> dict[str, torch.Tensor]:
+    """A right-padded batch widened to the next multiple of `multiple` columns.
+
+    torch.compile specialises on shapes: every new width is a recompile (and past
+    `torch._dynamo.config.recompile_limit` it falls back to eager code). Rounding widths up to a
+    multiple of 8 or 64 leaves a handful of shapes, and tensor cores like multiples of 8.
+    New columns hold `pad_token_id` with attention_mask 0 (token_type_ids 0); other keys pass.
+    """
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ValueError(f"multiple must be a positive int, got {multiple!r}")
+    if isinstance(pad_token_id, bool) or not isinstance(pad_token_id, int):
+        raise TypeError(f"pad_token_id must be an int, got {pad_token_id!r}")
+    _check_batch(batch)
+    width = batch["input_ids"].shape[1]
+    extra = -width % multiple
+    out = dict(batch)
+    if extra == 0:
+        return out
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0}
+    for key, value in fill.items():
+        if key in batch:
+            out[key] = torch.nn.functional.pad(batch[key], (0, extra), value=value)
+    return out
 
 
 # ---------------------------------------------------------------- forwards
@@ -243,6 +438,121 @@ def separate_forward(model: torch.nn.Module, batch: Mapping[str, torch.Tensor],
     return chosen, rejected
 
 
+class ActivationCheckpointing:
+    """A switch for activation (gradient) checkpointing on a transformers model, for a rung.
+
+    Checkpointing (Chen et al. 2016) keeps only each layer's input during the forward pass and
+    recomputes the layer during the backward: less activation memory, one more forward's worth
+    of compute. transformers' `activation_checkpointing_enable()` installs the checkpoint
+    function on every layer and, for models fed `input_ids`, a forward hook that makes the
+    embeddings' output require grad; `..._disable()` clears the layers' flags but leaves that hook
+    in place, so switching on and off per step would stack hooks (and make a compiled model
+    recompile at every switch). This switch enables once, then each `with switch():` only flips
+    the layers' flags; `close()` removes the hook.
+    """
+
+    def __init__(self, hf_model: torch.nn.Module) -> None:
+        enable = getattr(hf_model, "activation_checkpointing_enable", None) or \
+            getattr(hf_model, "gradient_checkpointing_enable", None)
+        if enable is None:
+            raise TypeError("hf_model must be a transformers PreTrainedModel that supports "
+                            "activation checkpointing")
+        enable()
+        self.model = hf_model
+        self.layers = [(m, bool(m.gradient_checkpointing)) for m in hf_model.modules()
+                       if hasattr(m, "gradient_checkpointing")]
+        if not any(on for _, on in self.layers):
+            raise ValueError(f"{type(hf_model).__name__} has no layer that checkpoints")
+        self._set(False)
+
+    def _set(self, on: bool) -> None:
+        for module, enabled in self.layers:
+            module.gradient_checkpointing = on and enabled
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        self._set(True)
+        try:
+            yield
+        finally:
+            self._set(False)
+
+    def close(self) -> None:
+        """Leave the model as it was before: flags off, the input hook removed."""
+        self._set(False)
+        remove = getattr(self.model, "disable_input_require_grads", None)
+        if remove is not None and hasattr(self.model, "_require_grads_hook"):
+            remove()
+
+
+def activation_memory(model: torch.nn.Module, batch: Mapping[str, torch.Tensor],
+                      forward: Callable[..., tuple[torch.Tensor, torch.Tensor]] | None = None) -> int:
+    """Bytes of the activations one training forward keeps for the backward pass.
+
+    Autograd saves tensors during the forward (a Linear keeps its input, a softmax its output,
+    ...); `torch.autograd.graph.saved_tensors_hooks` sees every one. Parameters are saved too
+    (a Linear keeps its weight) but they are not activations: they exist anyway. A tensor
+    saved twice, or two views of one storage, occupy the memory once, so storages are counted
+    once. The model's mode (train/eval) is left as it is.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _check_batch(batch)
+    forward = stacked_forward if forward is None else forward
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        storage = tensor.untyped_storage()
+        key = storage.data_ptr()
+        if key not in params and tensor.device.type != "meta":
+            storages[key] = max(storages.get(key, 0), storage.nbytes())
+        return tensor
+
+    device = next(model.parameters()).device
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        chosen, rejected = forward(model, batch, device)
+    del chosen, rejected
+    return sum(storages.values())
+
+
+class CompiledRewardModel(torch.nn.Module):
+    """A RewardModel's transformers backbone under `torch.compile`, for a compile rung.
+
+    `fullgraph=True`: a graph break raises instead of silently running part of the model in
+    eager mode, and so does reaching `torch._dynamo.config.recompile_limit` (where the default
+    mode quietly falls back to eager code, and a "compiled" rung would time eager code).
+    `dynamic=False`: one graph per input shape, so pad batches to a few widths
+    (`pad_to_multiple`). The wrapper skips RewardModel's input checks (a data-dependent branch,
+    a graph break); its parameters are the RewardModel's own.
+    """
+
+    def __init__(self, reward_model: torch.nn.Module, backend: str = "inductor") -> None:
+        super().__init__()
+        hf = getattr(reward_model, "hf", None)
+        if not isinstance(hf, torch.nn.Module):
+            raise TypeError("reward_model must be an rmcourse RewardModel (with a .hf backbone)")
+        self.compiled = torch.compile(hf, backend=backend, fullgraph=True, dynamic=False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        kwargs = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
+        out = self.compiled(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        return out.logits.squeeze(-1).float()
+
+
+def compile_counters() -> dict[str, int]:
+    """Snapshot of torch.compile's global counters: graphs compiled so far and graph breaks.
+
+    Compare two snapshots: after a warm-up over every shape, a timed phase that adds graphs has
+    recompiled (slow steps billed to the rung), and graph breaks mean parts ran eagerly.
+    """
+    from torch._dynamo.utils import counters
+
+    return {"graphs": int(counters["stats"].get("unique_graphs", 0)),
+            "graph_breaks": int(sum(counters["graph_break"].values()))}
+
+
 # ---------------------------------------------------------------- timing
 def _check_batches(batches: Sequence[Mapping[str, torch.Tensor]], where: str = "") -> None:
     for i, batch in enumerate(batches):
@@ -271,6 +581,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _check_autocast(dtype: torch.dtype | None, device: torch.device) -> None:
+    if dtype is None:
+        return
+    if dtype not in (torch.bfloat16, torch.float16):
+        raise ValueError(f"autocast_dtype must be torch.bfloat16 or torch.float16, got {dtype}")
+    if device.type not in ("cuda", "cpu"):
+        raise ValueError(f"autocast_dtype needs a CUDA or CPU device, got {device.type}")
+
+
+def _autocast(dtype: torch.dtype | None, device: torch.device) -> ContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def measure_training(
     name: str,
     model: torch.nn.Module,
@@ -289,8 +614,10 @@ def measure_training(
     The warm-up steps run the first batches and are not counted, so pass
     `warmup_steps + n_timed` batches. Each step: forward (`forward(model, batch, device)`),
     Bradley-Terry loss, backward, AdamW step. Token counts come from the attention masks the
-    model actually received (a forward pre-hook), so trimmed halves count as computed. `autocast_dtype=torch.bfloat16` runs the forward
-    under CUDA autocast. `n_params_for_mfu` (CUDA with a known device) fills `mfu`.
+    model actually received (a forward pre-hook), so trimmed halves count as computed.
+    `autocast_dtype=torch.bfloat16` runs the forward under autocast on the device (CUDA, or a CPU
+    with bf16 units: `rmcourse.device.bf16_supported`). `n_params_for_mfu` (CUDA with a known
+    device) fills `mfu`. To compare configurations, prefer `measure_interleaved`.
     """
     from rmcourse.losses import pairwise_loss
     from rmcourse.trainer import adamw
@@ -306,17 +633,13 @@ def measure_training(
         raise ValueError(f"need more than warmup_steps={warmup_steps} batches, got {len(batches)}")
     _check_batches(batches)
     device = torch.device(device) if device is not None else next(model.parameters()).device
-    if autocast_dtype is not None and device.type != "cuda":
-        raise ValueError("autocast_dtype needs a CUDA device (bf16 autocast is not taught on CPU)")
+    _check_autocast(autocast_dtype, device)
     model.train()
     # The trainer's optimizer (fused AdamW), so the ladder times what the course trains with.
     optimizer = adamw([p for p in model.parameters() if p.requires_grad], lr=lr)
 
     def step(batch: Mapping[str, torch.Tensor]) -> None:
-        if autocast_dtype is not None:
-            with torch.autocast("cuda", dtype=autocast_dtype):
-                chosen, rejected = forward(model, batch, device)
-        else:
+        with _autocast(autocast_dtype, device):
             chosen, rejected = forward(model, batch, device)
         loss = pairwise_loss(chosen.float(), rejected.float())
         loss.backward()
@@ -358,7 +681,6 @@ def measure_training(
         peak_flops = peak_bf16_flops(torch.cuda.get_device_name(device))
         if peak_flops is not None:
             mfu = model_flops_utilization(n_params_for_mfu, real / seconds, peak_flops)
-    del optimizer
     return ThroughputReport(name=name, n_steps=len(timed), n_pairs=pairs, real_tokens=real,
                             padded_tokens=padded, seconds=seconds, peak_memory_bytes=peak,
                             memory_kind=kind, mfu=mfu, step_seconds=tuple(step_seconds))
@@ -405,31 +727,80 @@ def environment_summary(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         where = torch.cuda.get_device_name(device)
-    else:
-        where = f"CPU, {os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads"
+        cuda = f", CUDA {torch.version.cuda}" if torch.version.cuda else ""
+        return f"{where}; torch {torch.__version__}{cuda}"
+    where = f"CPU, {os.cpu_count()} cores visible, {torch.get_num_threads()} torch threads"
     return f"{where}; torch {torch.__version__}"
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One configuration of the ladder, for `measure_interleaved`.
+
+    `batches[:warmup]` are untimed warm-up steps (a compiled rung warms up on one batch of every
+    shape it will see), the rest are timed, one AdamW step each. `forward(model, batch, device)`
+    returns (chosen, rejected) rewards; `model` replaces the shared model for this rung (e.g. a
+    wrapper that calls a compiled module sharing its parameters). Each step runs under
+    `autocast_dtype` autocast when set, and inside `context()` when given: a fresh context
+    manager per step that switches the rung's setting on and restores it after (TF32,
+    gradient checkpointing), so rungs that take turns never leak settings into each other.
+    """
+
+    batches: Sequence[Mapping[str, torch.Tensor]]
+    forward: Callable[..., tuple[torch.Tensor, torch.Tensor]] = stacked_forward
+    warmup: int = 1
+    autocast_dtype: torch.dtype | None = None
+    context: Callable[[], ContextManager] | None = None
+    model: torch.nn.Module | None = None
+
+
+def _as_rung(name: str, spec: Any) -> Rung:
+    if isinstance(spec, tuple):  # (batches, forward), the short form
+        if len(spec) != 2 or not callable(spec[1]):
+            raise TypeError(f"rung {name!r}: expected (batches, forward), got a tuple of {len(spec)}")
+        spec = Rung(batches=spec[0], forward=spec[1])
+    if not isinstance(spec, Rung):
+        raise TypeError(f"rung {name!r}: expected a Rung or (batches, forward), got {type(spec).__name__}")
+    batches = list(spec.batches)
+    if isinstance(spec.warmup, bool) or not isinstance(spec.warmup, int) or spec.warmup < 1:
+        raise ValueError(f"rung {name!r}: warmup must be an int >= 1, got {spec.warmup!r}")
+    if len(batches) <= spec.warmup:
+        raise ValueError(f"rung {name!r}: needs {spec.warmup} warm-up batch(es) and at least one "
+                         f"timed batch, got {len(batches)}")
+    if not callable(spec.forward):
+        raise TypeError(f"rung {name!r}: forward must be callable")
+    if spec.context is not None and not callable(spec.context):
+        raise TypeError(f"rung {name!r}: context must be a callable returning a context manager")
+    _check_batches(batches, where=f"rung {name!r}, ")
+    return dataclasses.replace(spec, batches=batches)
 
 
 def measure_interleaved(
     model: torch.nn.Module,
-    rungs: Mapping[str, tuple[Sequence[Mapping[str, torch.Tensor]], Callable[..., Any]]],
+    rungs: Mapping[str, Rung | tuple[Sequence[Mapping[str, torch.Tensor]], Callable[..., Any]]],
     *,
     rounds: int = 2,
     lr: float = 1e-5,
     device: torch.device | str | None = None,
     n_params_for_mfu: int | None = None,
+    peak_flops: Mapping[str, float | None] | float | None = None,
     progress: Any = None,
 ) -> dict[str, ThroughputReport]:
     """Time several configurations in turn, step by step, so machine load hits them alike.
 
-    `rungs` maps a name to (batches, forward): batch 0 is an untimed warm-up, the rest are timed,
-    one AdamW step each (as in `measure_training`). Each round runs step 1 of every rung, then
-    step 2 of every rung, and so on; each rung's report counts every step at its fastest round
-    (`fastest_steps`). Comparing rungs measured minutes apart lets a burst of load on a shared
-    machine decide the comparison; interleaving makes both sides pay for it. Timing does not
-    depend on the weights' values, so the rungs share `model` (each has its own optimizer);
-    its weights are restored at the end. Peak memory is measured after the timing, on one more
-    step of each rung's first timed batch.
+    `rungs` maps a name to a `Rung` (or the short form (batches, forward): one warm-up batch,
+    no autocast). Every rung runs its warm-up steps first; then each round runs timed step 1 of
+    every rung, then step 2 of every rung, and so on; each rung's report counts every step at its
+    fastest round (`fastest_steps`). Comparing rungs measured minutes apart lets a burst of load
+    on a shared machine decide the comparison; interleaving makes all of them pay for it.
+
+    Timing does not depend on the weights' values, so the rungs share `model` and ONE AdamW
+    optimizer (the trainer's fused AdamW): every rung's peak memory then holds exactly one
+    optimizer state, as a real training run does, and rungs compare by their activations.
+    The weights are restored at the end. Peak memory is measured after the timing, on one more
+    step of each rung's first timed batch. MFU is 6 x `n_params_for_mfu` x real tokens/s over
+    `peak_flops` (one number, or a mapping rung name -> peak, e.g. a bf16 peak for a bf16 rung);
+    when `peak_flops` is None, CUDA devices use the dense bf16 datasheet peak.
     """
     from rmcourse.losses import pairwise_loss
     from rmcourse.trainer import adamw
@@ -437,32 +808,34 @@ def measure_interleaved(
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(rungs, Mapping) or not rungs:
-        raise ValueError("rungs must be a non-empty mapping name -> (batches, forward)")
+        raise ValueError("rungs must be a non-empty mapping name -> Rung")
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
         raise ValueError(f"rounds must be an int >= 1, got {rounds!r}")
-    plans: dict[str, tuple[list, Callable]] = {}
-    for name, spec in rungs.items():
-        if not isinstance(spec, tuple) or len(spec) != 2 or not callable(spec[1]):
-            raise TypeError(f"rung {name!r}: expected (batches, forward), got {type(spec).__name__}")
-        batches = list(spec[0])
-        if len(batches) < 2:
-            raise ValueError(f"rung {name!r}: needs a warm-up batch and at least one timed batch")
-        _check_batches(batches, where=f"rung {name!r}, ")
-        plans[name] = (batches, spec[1])
+    plans = {name: _as_rung(name, spec) for name, spec in rungs.items()}
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    for name, plan in plans.items():
+        try:
+            _check_autocast(plan.autocast_dtype, device)
+        except ValueError as err:
+            raise ValueError(f"rung {name!r}: {err}") from None
     initial = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizers = {name: adamw(params, lr) for name in plans}
+    optimizer = adamw(params, lr)
 
     def step(name: str, batch: Mapping[str, torch.Tensor]) -> None:
-        chosen, rejected = plans[name][1](model, batch, device)
-        pairwise_loss(chosen.float(), rejected.float()).backward()
-        optimizers[name].step()
-        optimizers[name].zero_grad(set_to_none=True)
+        plan = plans[name]
+        target = plan.model if plan.model is not None else model
+        with plan.context() if plan.context is not None else contextlib.nullcontext():
+            with _autocast(plan.autocast_dtype, device):
+                chosen, rejected = plan.forward(target, batch, device)
+            pairwise_loss(chosen.float(), rejected.float()).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
 
-    for name, (batches, _) in plans.items():
-        step(name, batches[0])
+    for name, plan in plans.items():
+        for batch in plan.batches[:plan.warmup]:
+            step(name, batch)
     _sync(device)
     # Positions the model actually received (a trimmed half computes fewer than its batch holds).
     counting: dict[str, Any] = {"rung": None}
@@ -471,18 +844,23 @@ def measure_interleaved(
     times = {name: [[] for _ in range(rounds)] for name in plans}
     peaks: dict[str, int | None] = {name: None for name in plans}
     kind = "unknown"
-    handle = model.register_forward_pre_hook(_mask_counter(lambda: seen.get(counting["rung"])),
-                                             with_kwargs=True)
+    hooked = {id(model): model}
+    for plan in plans.values():
+        if plan.model is not None:
+            hooked[id(plan.model)] = plan.model
+    handles = [m.register_forward_pre_hook(_mask_counter(lambda: seen.get(counting["rung"])),
+                                           with_kwargs=True) for m in hooked.values()]
     try:
-        longest = max(len(batches) - 1 for batches, _ in plans.values())
+        longest = max(len(plan.batches) - plan.warmup for plan in plans.values())
         for r in range(rounds):
-            for i in range(1, longest + 1):
-                for name, (batches, _) in plans.items():
-                    if i >= len(batches):
+            for i in range(longest):
+                for name, plan in plans.items():
+                    timed = plan.batches[plan.warmup:]
+                    if i >= len(timed):
                         continue
                     counting["rung"] = name if r == 0 else None
                     start = time.perf_counter()
-                    step(name, batches[i])
+                    step(name, timed[i])
                     _sync(device)
                     times[name][r].append(time.perf_counter() - start)
                     if progress is not None:
@@ -490,19 +868,19 @@ def measure_interleaved(
         counting["rung"] = None
         # Peak memory, untimed: resetting it before every step costs ~0.1 s on CPU (it hands
         # freed memory back to the OS, which the next step then faults in again).
-        for name, (batches, _) in plans.items():
+        for name, plan in plans.items():
             reset_peak_memory(device)
-            step(name, batches[1])
+            step(name, plan.batches[plan.warmup])
             _sync(device)
             peaks[name], kind = peak_memory(device)
     finally:
-        handle.remove()
+        for handle in handles:
+            handle.remove()
         counting["rung"] = None
         model.load_state_dict(initial)
-        del optimizers
     reports: dict[str, ThroughputReport] = {}
-    for name, (batches, _) in plans.items():
-        timed = batches[1:]
+    for name, plan in plans.items():
+        timed = plan.batches[plan.warmup:]
         pairs = sum(b["input_ids"].shape[0] // 2 for b in timed)
         real, positions = int(seen[name]["real"]), int(seen[name]["positions"])
         rounds_of = [ThroughputReport(name=name, n_steps=len(timed), n_pairs=pairs,
@@ -511,11 +889,14 @@ def measure_interleaved(
                                       memory_kind=kind, step_seconds=tuple(t))
                      for t in times[name]]
         best = fastest_steps(rounds_of)
+        if isinstance(peak_flops, Mapping):
+            peak = peak_flops.get(name)
+        elif peak_flops is None and device.type == "cuda":
+            peak = peak_bf16_flops(torch.cuda.get_device_name(device))
+        else:
+            peak = peak_flops
         mfu = None
-        if n_params_for_mfu is not None and device.type == "cuda":
-            peak_flops = peak_bf16_flops(torch.cuda.get_device_name(device))
-            if peak_flops is not None:
-                mfu = model_flops_utilization(n_params_for_mfu, best.tokens_per_second, peak_flops)
+        if n_params_for_mfu is not None and peak is not None:
+            mfu = model_flops_utilization(n_params_for_mfu, best.tokens_per_second, float(peak))
         reports[name] = dataclasses.replace(best, mfu=mfu)
     return reports
-

@@ -7,6 +7,7 @@ import torch
 
 from rmcourse.checks import ch04
 from rmcourse.losses import pairwise_loss
+from rmcourse.throughput import activation_memory
 from rmcourse.tokenization import length_grouped_batches, padding_fraction
 
 
@@ -16,9 +17,19 @@ def verdict(checker, fn, capsys):
 
 
 # --- stacked_rewards ----------------------------------------------------------------------------
-def _stacked(model, batch):
-    b = batch["input_ids"].shape[0] // 2
-    rewards = model(**batch)
+def _padded(rows, pad_id, side="right"):
+    width = max(len(r) for r in rows)
+    pad = lambda r: [pad_id] * (width - len(r))
+    ids = [list(r) + pad(r) if side == "right" else pad(r) + list(r) for r in rows]
+    mask = [[1] * len(r) + [0] * (width - len(r)) if side == "right" else
+            [0] * (width - len(r)) + [1] * len(r) for r in rows]
+    return torch.tensor(ids), torch.tensor(mask)
+
+
+def _stacked(model, chosen_ids, rejected_ids, pad_id):
+    ids, mask = _padded(list(chosen_ids) + list(rejected_ids), pad_id)
+    rewards = model(input_ids=ids, attention_mask=mask)
+    b = len(chosen_ids)
     return rewards[:b], rewards[b:]
 
 
@@ -26,30 +37,58 @@ def test_stacked_rewards_checker(capsys):
     ok, out = verdict(ch04.check_stacked_rewards, _stacked, capsys)
     assert ok and out.startswith("✅")
 
-    def two_forwards(model, batch):
-        b = batch["input_ids"].shape[0] // 2
-        halves = [{k: v[s] for k, v in batch.items()} for s in (slice(0, b), slice(b, None))]
-        return model(**halves[0]), model(**halves[1])
+    def two_forwards(model, chosen_ids, rejected_ids, pad_id):
+        return (model(*_padded(chosen_ids, pad_id)), model(*_padded(rejected_ids, pad_id)))
 
     ok, out = verdict(ch04.check_stacked_rewards, two_forwards, capsys)
     assert not ok and "called 2 times" in out
 
-    def swapped(model, batch):
-        c, r = _stacked(model, batch)
+    def swapped(model, chosen_ids, rejected_ids, pad_id):
+        c, r = _stacked(model, chosen_ids, rejected_ids, pad_id)
         return r, c
 
     ok, out = verdict(ch04.check_stacked_rewards, swapped, capsys)
     assert not ok and "swapped" in out
 
-    def no_types(model, batch):
-        b = batch["input_ids"].shape[0] // 2
-        rewards = model(batch["input_ids"], batch["attention_mask"])
-        return rewards[:b], rewards[b:]
+    def pads_with_zero(model, chosen_ids, rejected_ids, pad_id):  # BERT's [PAD], not the given id
+        return _stacked(model, chosen_ids, rejected_ids, 0)
 
-    ok, out = verdict(ch04.check_stacked_rewards, no_types, capsys)
-    assert not ok and "token_type_ids" in out
+    ok, out = verdict(ch04.check_stacked_rewards, pads_with_zero, capsys)
+    assert not ok and "pad_id is 3" in out and "last real token" in out
 
-    def unfinished(model, batch):
+    def no_mask(model, chosen_ids, rejected_ids, pad_id):
+        ids, mask = _padded(list(chosen_ids) + list(rejected_ids), pad_id)
+        rewards = model(input_ids=ids, attention_mask=torch.ones_like(mask))
+        return rewards[:len(chosen_ids)], rewards[len(chosen_ids):]
+
+    ok, out = verdict(ch04.check_stacked_rewards, no_mask, capsys)
+    assert not ok and "attention_mask must be 1 on each row's real tokens" in out
+
+    def fixed_width(model, chosen_ids, rejected_ids, pad_id):
+        rows = [list(r) + [pad_id] * (192 - len(r)) for r in list(chosen_ids) + list(rejected_ids)]
+        mask = [[int(t != pad_id) for t in r] for r in rows]
+        rewards = model(input_ids=torch.tensor(rows), attention_mask=torch.tensor(mask))
+        return rewards[:len(chosen_ids)], rewards[len(chosen_ids):]
+
+    ok, out = verdict(ch04.check_stacked_rewards, fixed_width, capsys)
+    assert not ok and "not to a fixed length" in out
+
+    def left_padded(model, chosen_ids, rejected_ids, pad_id):
+        ids, mask = _padded(list(chosen_ids) + list(rejected_ids), pad_id, side="left")
+        rewards = model(input_ids=ids, attention_mask=mask)
+        return rewards[:len(chosen_ids)], rewards[len(chosen_ids):]
+
+    ok, out = verdict(ch04.check_stacked_rewards, left_padded, capsys)
+    assert not ok and "pad on the right" in out
+
+    def calls_pair_rewards(model, chosen_ids, rejected_ids, pad_id):
+        ids, mask = _padded(list(chosen_ids) + list(rejected_ids), pad_id)
+        return model.pair_rewards({"input_ids": ids, "attention_mask": mask})
+
+    ok, out = verdict(ch04.check_stacked_rewards, calls_pair_rewards, capsys)
+    assert not ok and "model.pair_rewards is the course's finished version" in out
+
+    def unfinished(model, chosen_ids, rejected_ids, pad_id):
         raise NotImplementedError
 
     ok, out = verdict(ch04.check_stacked_rewards, unfinished, capsys)
@@ -78,22 +117,104 @@ def test_padding_waste_checker(capsys):
     assert not ok and "expected 0.333" in out
 
 
-# --- real_tokens_per_second ---------------------------------------------------------------------
-def test_real_tokens_per_second_checker(capsys):
-    def right(masks, seconds):
-        return sum(int(m.sum()) for m in masks) / seconds
+# --- flops_utilization --------------------------------------------------------------------------
+def _flops(count_embeddings=False, count_padding=False, per_token=6, hfu_recompute=8, mfu_recompute=6):
+    def fn(model, masks, seconds, peak, recompute_forward=False):
+        skip = set() if count_embeddings else {
+            id(p) for m in model.modules() if isinstance(m, torch.nn.Embedding) for p in m.parameters()}
+        n = sum(p.numel() for p in model.parameters() if id(p) not in skip)
+        tokens = sum(m.numel() if count_padding else int(m.sum()) for m in masks)
+        rate = n * tokens / seconds / peak
+        mfu = (mfu_recompute if recompute_forward else per_token) * rate
+        hfu = (hfu_recompute if recompute_forward else per_token) * rate
+        return mfu, hfu
+    return fn
 
-    ok, out = verdict(ch04.check_real_tokens_per_second, right, capsys)
+
+def test_flops_utilization_checker(capsys):
+    ok, out = verdict(ch04.check_flops_utilization, _flops(), capsys)
     assert ok and out.startswith("✅")
+    for wrong, message in [
+        (_flops(count_embeddings=True), "counted the embedding tables"),
+        (_flops(count_padding=True), "counted padded positions"),
+        (_flops(per_token=2), "forward pass only"),
+        (_flops(per_token=8), "MFU counts the 6 N"),
+        (_flops(hfu_recompute=6), "the hardware runs the forward twice"),
+        (_flops(mfu_recompute=8), "MFU must not change"),
+    ]:
+        ok, out = verdict(ch04.check_flops_utilization, wrong, capsys)
+        assert not ok and message in out, (message, out)
+    ok, out = verdict(ch04.check_flops_utilization, lambda *a, **k: 0.5, capsys)
+    assert not ok and "return a pair (mfu, hfu)" in out
 
-    def padded(masks, seconds):
-        return sum(m.numel() for m in masks) / seconds
 
-    ok, out = verdict(ch04.check_real_tokens_per_second, padded, capsys)
-    assert not ok and "padded positions" in out
+# --- training_memory ----------------------------------------------------------------------------
+def _one_forward(model, batch, device):
+    rewards = model(**batch)
+    return rewards, rewards[:0]
 
-    ok, out = verdict(ch04.check_real_tokens_per_second, lambda m, s: sum(int(x.sum()) for x in m), capsys)
-    assert not ok and "expected 4.0 tokens/s" in out
+
+def _memory(weights_trainable_only=False, grads_all=False, adam_factor=2, adam_all=False,
+            act="right"):
+    def fn(model, batch):
+        size = lambda p: p.numel() * p.element_size()
+        params = list(model.parameters())
+        trainable = [p for p in params if p.requires_grad]
+        weights = sum(size(p) for p in (trainable if weights_trainable_only else params))
+        grads = sum(size(p) for p in (params if grads_all else trainable))
+        adam = adam_factor * sum(size(p) for p in (params if adam_all else trainable))
+        if act == "no_grad":
+            with torch.no_grad():
+                activations = activation_memory(model, batch, _one_forward)
+        elif act == "right":
+            activations = activation_memory(model, batch, _one_forward)
+        else:
+            ptrs = {p.untyped_storage().data_ptr() for p in params}
+            seen, total = {}, [0]
+
+            def pack(t):
+                s = t.untyped_storage()
+                if act == "with_params":
+                    seen[s.data_ptr()] = s.nbytes()
+                elif act == "numel" and s.data_ptr() not in ptrs:
+                    seen[s.data_ptr()] = t.numel()
+                elif act == "no_dedupe" and s.data_ptr() not in ptrs:
+                    total[0] += s.nbytes()
+                return t
+
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                model(**batch)
+            activations = sum(seen.values()) + total[0]
+        return {"weights": weights, "gradients": grads, "adamw": adam, "activations": activations}
+    return fn
+
+
+def test_training_memory_checker(capsys):
+    ok, out = verdict(ch04.check_training_memory, _memory(), capsys)
+    assert ok and out.startswith("✅"), out
+    for wrong, message in [
+        (_memory(weights_trainable_only=True), "frozen parameters (here the embeddings) are in memory"),
+        (_memory(grads_all=True), "a frozen parameter (requires_grad=False) gets no .grad"),
+        (_memory(adam_factor=1), "TWO tensors per trainable parameter"),
+        (_memory(adam_all=True), "frozen ones have none"),
+        (_memory(act="no_grad"), "autograd saves nothing"),
+        (_memory(act="with_params"), "you counted weights"),
+        (_memory(act="numel"), "count bytes (numel x element_size), not elements"),
+        (_memory(act="no_dedupe"), "count each storage once"),
+    ]:
+        ok, out = verdict(ch04.check_training_memory, wrong, capsys)
+        assert not ok and message in out, (message, out)
+    ok, out = verdict(ch04.check_training_memory, lambda model, batch: {"weights": 1}, capsys)
+    assert not ok and "missing ['gradients', 'adamw', 'activations']" in out
+
+
+def test_activation_memory_is_the_saved_non_parameter_storages():
+    model, batch = ch04._wide()
+    model.train()
+    measured = activation_memory(model, batch, _one_forward)
+    assert measured > 0
+    with torch.no_grad():
+        assert activation_memory(model, batch, _one_forward) == 0
 
 
 # --- length_grouped_batches ---------------------------------------------------------------------
@@ -101,6 +222,16 @@ def test_length_grouped_batches_checker(capsys):
     ok, out = verdict(ch04.check_length_grouped_batches,
                       lambda lengths, bs, seed: length_grouped_batches(lengths, bs, seed=seed), capsys)
     assert ok and out.startswith("✅")
+
+    def transformers_sampler(lengths, bs, seed):  # mega-batches longest first, not shuffled
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        order = get_length_grouped_indices(lengths, bs, mega_batch_mult=50,
+                                           generator=torch.Generator().manual_seed(seed))
+        return [order[i:i + bs] for i in range(0, len(order), bs)]
+
+    ok, out = verdict(ch04.check_length_grouped_batches, transformers_sampler, capsys)
+    assert ok and out.startswith("✅"), "transformers' own sampler is a valid answer"
 
     def shuffled_only(lengths, bs, seed):
         order = list(range(len(lengths)))
@@ -116,6 +247,22 @@ def test_length_grouped_batches_checker(capsys):
 
     ok, out = verdict(ch04.check_length_grouped_batches, sorted_no_shuffle, capsys)
     assert not ok and "different seed gives identical batches" in out
+
+    def global_sort_shuffled_order(lengths, bs, seed):  # the review's gap: same rows every epoch
+        order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        random.Random(seed).shuffle(batches)
+        return batches
+
+    ok, out = verdict(ch04.check_length_grouped_batches, global_sort_shuffled_order, capsys)
+    assert not ok and "only reorders the same batches" in out
+
+    def sorted_megabatches_in_sorted_order(lengths, bs, seed):  # all long batches first
+        batches = length_grouped_batches(lengths, bs, seed=seed)
+        return sorted(batches, key=lambda b: -max(lengths[i] for i in b))
+
+    ok, out = verdict(ch04.check_length_grouped_batches, sorted_megabatches_in_sorted_order, capsys)
+    assert not ok and "longest to shortest over the whole epoch" in out
 
     def loses_rows(lengths, bs, seed):
         return length_grouped_batches(lengths, bs, seed=seed)[:-1]

@@ -17,7 +17,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_tiny_backbone(folder: Path, seed: int = 0) -> Path:
-    """A randomly initialised 2-layer BERT with MiniLM's tokenizer: trains in milliseconds."""
+    """A randomly initialised 2-layer BERT with MiniLM's tokenizer: trains in milliseconds.
+
+    Dropout is off, so two runs that see the same batches compute the same gradients whatever
+    the trainer's dropout default (ranks seed their RNGs alike; one process does not)."""
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     from rmcourse.models import bundled_model_path
@@ -25,7 +28,7 @@ def make_tiny_backbone(folder: Path, seed: int = 0) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(bundled_model_path("minilm")[0])
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
                         num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
-                        num_labels=1)
+                        num_labels=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     torch.manual_seed(seed)
     BertForSequenceClassification(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -121,6 +124,17 @@ def test_gather_in_one_process_is_a_list_of_one():
     assert gather_objects("x", DistInfo()) == ["x"]
 
 
+def test_a_rank_without_its_own_gpu_is_refused_with_the_fix(monkeypatch):
+    # torchrun --nproc_per_node=2 on a one-GPU machine: rank 1 would ask for cuda:1
+    from rmcourse.distributed import init_distributed
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for key, value in {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(ValueError, match="LOCAL_RANK=1 needs GPU 1.*1 visible CUDA.*RMCOURSE_DEVICE=cpu"):
+        init_distributed(device="cuda")
+
+
 # ---------------------------------------------------------------- torchrun, 2 CPU processes
 def test_torchrun_two_ranks_end_with_identical_weights_and_a_reloadable_checkpoint(tmp_path):
     from transformers import AutoModelForSequenceClassification
@@ -154,3 +168,34 @@ def test_torchrun_two_ranks_end_with_identical_weights_and_a_reloadable_checkpoi
     changed = [n for n, p in reloaded.state_dict().items()
                if n in initial.state_dict() and not torch.equal(p, initial.state_dict()[n])]
     assert changed, "training did not change any weight"
+
+
+def test_two_ranks_train_on_different_shards_like_one_process_with_accumulation(tmp_path):
+    """Equal checksums only prove the ranks stayed in sync. Different shards: 2 ranks x 2 pairs
+    must give the update of ONE process that accumulates the same 2 micro-batches per step
+    (rank r takes every 2nd batch from r; the process takes batches 2k and 2k+1 at step k)."""
+    backbone = make_tiny_backbone(tmp_path / "tiny")
+    data = write_pairs(tmp_path / "pairs.jsonl")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", "RMCOURSE_DEVICE": "cpu"}
+    common = ["-m", "rmcourse.train", "--data", str(data), "--backbone", str(backbone),
+              "--max-steps", "3", "--max-length", "64", "--lr", "1e-3", "--threads", "1",
+              "--no-progress", "--batch-size", "2"]
+    ddp = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            "--nproc_per_node=2", *common, "--output", str(tmp_path / "ddp")],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    single = subprocess.run([sys.executable, *common, "--grad-accum", "2",
+                             "--output", str(tmp_path / "single")],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    out, err = ddp.communicate(timeout=120)
+    assert ddp.returncode == 0, out[-2000:] + err[-2000:]
+    assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
+
+    from rmcourse.models import RewardModel
+
+    start = RewardModel.from_pretrained(backbone, device="cpu").state_dict()
+    a = RewardModel.from_pretrained(tmp_path / "ddp", device="cpu").state_dict()
+    b = RewardModel.from_pretrained(tmp_path / "single", device="cpu").state_dict()
+    moved = max(float((a[k].float() - start[k].float()).abs().max()) for k in start)
+    gap = max(float((a[k].float() - b[k].float()).abs().max()) for k in start)
+    assert moved > 1e-4, "training did not move the weights"
+    assert gap < 1e-3 * moved, f"DDP and accumulation differ by {gap:.2e} (weights moved {moved:.2e})"

@@ -6,11 +6,12 @@ import os
 import pytest
 import torch
 
-from rmcourse.throughput import (ThroughputReport, count_parameters, fastest_steps,
-                                 measure_interleaved, measure_training,
-                                 model_flops_utilization, peak_bf16_flops, peak_memory,
-                                 real_and_padded_tokens, reset_peak_memory, separate_forward,
-                                 stacked_forward)
+from rmcourse.throughput import (CompiledRewardModel, Rung, ThroughputReport, compile_counters,
+                                 count_parameters, cpu_peak, fastest_steps, measure_interleaved,
+                                 measure_training, model_flops_utilization, pad_to_multiple,
+                                 peak_bf16_flops, peak_memory, real_and_padded_tokens,
+                                 reset_peak_memory, separate_forward, stacked_forward,
+                                 tf32_matmuls, training_flops)
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,13 @@ def test_peak_flops_table_and_mfu():
     assert peak_bf16_flops("NVIDIA H100 PCIe") == pytest.approx(756e12)
     assert peak_bf16_flops("NVIDIA A100-SXM4-40GB") == pytest.approx(312e12)
     assert peak_bf16_flops("Some Future GPU") is None
+    # whole-word matching: an L40 is not an L4, a GH200 is not looked up as "H200"
+    assert peak_bf16_flops("NVIDIA L40") == pytest.approx(181e12)
+    assert peak_bf16_flops("NVIDIA L40S") == pytest.approx(362e12)
+    assert peak_bf16_flops("NVIDIA L4") == pytest.approx(121e12)
+    assert peak_bf16_flops("NVIDIA H200") == pytest.approx(989e12)
+    assert peak_bf16_flops("NVIDIA GH200 480GB") == pytest.approx(989e12)
+    assert peak_bf16_flops("NVIDIA H100 NVL") == pytest.approx(835e12)
     # 6 * 1e9 params * 1e4 tokens/s = 6e13 FLOP/s, a tenth of a 6e14 peak
     assert model_flops_utilization(10**9, 1e4, 6e14) == pytest.approx(0.1)
     with pytest.raises(ValueError, match="n_params"):
@@ -129,8 +137,10 @@ def test_measure_training_validates(tiny):
     model, batches = tiny
     with pytest.raises(ValueError, match="need more than warmup_steps=3"):
         measure_training("x", model, batches, warmup_steps=3)
-    with pytest.raises(ValueError, match="autocast_dtype needs a CUDA device"):
-        measure_training("x", model, batches, autocast_dtype=torch.bfloat16, device="cpu")
+    with pytest.raises(ValueError, match="autocast_dtype must be torch.bfloat16 or torch.float16"):
+        measure_training("x", model, batches, autocast_dtype=torch.float64, device="cpu")
+    with pytest.raises(ValueError, match="needs a CUDA or CPU device"):
+        measure_training("x", model, batches, autocast_dtype=torch.bfloat16, device="meta")
     with pytest.raises(ValueError, match="batch 1"):
         measure_training("x", model, [batches[0], {"input_ids": torch.zeros(3, 2)}])
 
@@ -223,12 +233,183 @@ def test_measure_interleaved_validates(tiny):
     model, batches = tiny
     with pytest.raises(ValueError, match="non-empty mapping"):
         measure_interleaved(model, {})
-    with pytest.raises(ValueError, match="warm-up batch and at least one timed batch"):
+    with pytest.raises(ValueError, match="warm-up batch\\(es\\) and at least one timed batch"):
         measure_interleaved(model, {"a": (batches[:1], stacked_forward)})
-    with pytest.raises(TypeError, match="expected \\(batches, forward\\)"):
+    with pytest.raises(TypeError, match="expected a Rung or \\(batches, forward\\)"):
         measure_interleaved(model, {"a": batches})
     with pytest.raises(ValueError, match="rung 'a', batch 1"):
         measure_interleaved(model, {"a": ([batches[0], {"input_ids": torch.zeros(3, 2)}],
                                           stacked_forward)})
     with pytest.raises(ValueError, match="rounds must be an int >= 1"):
         measure_interleaved(model, {"a": (batches, stacked_forward)}, rounds=0)
+
+
+# ---------------------------------------------------------------- CPU peak, FLOPs, precision
+ZEN4 = """processor	: 0
+vendor_id	: AuthenticAMD
+cpu family	: 25
+model		: 17
+model name	: AMD EPYC
+cpu MHz		: 2596.146
+siblings	: 2
+cpu cores	: 2
+flags		: fpu sse sse2 avx fma avx2 avx512f avx512_bf16 avx512_vnni
+
+processor	: 1
+vendor_id	: AuthenticAMD
+"""
+
+
+def test_cpu_peak_is_cores_times_clock_times_flops_per_cycle():
+    peak = cpu_peak(ZEN4, threads=2, max_clock_khz=0)
+    assert peak.microarchitecture == "AMD Zen 4" and peak.cores == 2
+    assert peak.clock_source == "/proc/cpuinfo cpu MHz"
+    assert peak.flops(torch.float32) == pytest.approx(2 * 2.596146e9 * 32)
+    assert peak.flops(torch.bfloat16) == pytest.approx(2 * 2.596146e9 * 64)
+    # cpufreq's maximum clock wins over the (current or nominal) "cpu MHz"
+    assert cpu_peak(ZEN4, threads=1, max_clock_khz=3_700_000).flops() == pytest.approx(3.7e9 * 32)
+    # two hyper-threads share one core's FMA units
+    smt = ZEN4.replace("siblings\t: 2", "siblings\t: 4")
+    assert cpu_peak(smt, threads=4, max_clock_khz=0).cores == 2
+    zen3 = ZEN4.replace(" avx512f avx512_bf16", "")
+    assert cpu_peak(zen3, threads=1, max_clock_khz=0).microarchitecture == "AMD Zen 3"
+    assert cpu_peak(zen3, threads=1, max_clock_khz=0).flops(torch.bfloat16) is None
+    amx = ZEN4.replace("AuthenticAMD", "GenuineIntel").replace("cpu family\t: 25", "cpu family\t: 6") \
+        .replace("avx512_bf16", "avx512_bf16 amx_bf16 amx_tile")
+    assert cpu_peak(amx, threads=1, max_clock_khz=0).flops(torch.bfloat16) == pytest.approx(2.596146e9 * 1024)
+    # a CPU whose per-cycle numbers the course cannot cite: no made-up peak
+    assert cpu_peak(ZEN4.replace("AuthenticAMD", "GenuineIntel"), threads=1, max_clock_khz=0) is None
+    with pytest.raises(ValueError, match="threads must be a positive int"):
+        cpu_peak(ZEN4, threads=0)
+    with pytest.raises(ValueError, match="float32 or torch.bfloat16"):
+        peak.flops(torch.float16)
+
+
+def test_training_flops_counts_the_recomputed_forward():
+    assert training_flops(10, 100) == 6 * 10 * 100
+    assert training_flops(10, 100, recompute_forward=True) == 8 * 10 * 100
+    with pytest.raises(ValueError, match="n_params"):
+        training_flops(0, 1)
+    with pytest.raises(ValueError, match="tokens"):
+        training_flops(1, -1)
+
+
+def test_tf32_is_switched_through_the_new_api_and_restored():
+    matmul = torch.backends.cuda.matmul
+    before = (matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision)
+    with tf32_matmuls():
+        assert matmul.fp32_precision == "tf32"
+        assert torch.backends.cudnn.conv.fp32_precision == "tf32"
+    assert (matmul.fp32_precision, torch.backends.cudnn.conv.fp32_precision) == before
+    torch.get_float32_matmul_precision()  # raises if legacy and new settings were left mixed
+    with pytest.raises(KeyError):
+        with tf32_matmuls():
+            raise KeyError("boom")
+    assert matmul.fp32_precision == before[0], "an error inside the block must still restore"
+
+
+def test_pad_to_multiple_rounds_the_width_up_with_the_pad_id(tiny):
+    _, batches = tiny
+    batch = batches[0]
+    width = batch["input_ids"].shape[1]
+    out = pad_to_multiple(batch, 64, pad_token_id=7)
+    new = out["input_ids"].shape[1]
+    assert new % 64 == 0 and width <= new < width + 64
+    assert torch.equal(out["input_ids"][:, :width], batch["input_ids"])
+    assert (out["input_ids"][:, width:] == 7).all() and (out["attention_mask"][:, width:] == 0).all()
+    assert (out["token_type_ids"][:, width:] == 0).all()
+    assert torch.equal(out["margin"], batch["margin"])  # other keys pass through
+    assert pad_to_multiple(out, 64, 7)["input_ids"].shape == out["input_ids"].shape
+    with pytest.raises(ValueError, match="multiple must be a positive int"):
+        pad_to_multiple(batch, 0, 7)
+    with pytest.raises(TypeError, match="pad_token_id"):
+        pad_to_multiple(batch, 8, None)  # type: ignore[arg-type]
+
+
+def test_padding_to_a_multiple_keeps_the_rewards(tiny):
+    model, batches = tiny
+    model.eval()
+    with torch.no_grad():
+        for a, b in zip(stacked_forward(model, batches[0]), stacked_forward(model, pad_to_multiple(batches[0], 64, 0))):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_compiled_model_makes_one_graph_per_padded_width_and_never_breaks(tiny):
+    # backend="eager" traces with dynamo exactly as inductor would, without generating kernels:
+    # this is what the GPU compile rung relies on (fullgraph, one graph per width).
+    model, batches = tiny
+    torch._dynamo.reset()
+    compiled = CompiledRewardModel(model, backend="eager")
+    padded = [pad_to_multiple(b, 64, 0) for b in batches]
+    widths = {b["input_ids"].shape[1] for b in padded}
+    before = compile_counters()
+    for batch in padded + padded:
+        chosen, rejected = stacked_forward(compiled, batch)
+        (chosen - rejected).sum().backward()
+    after = compile_counters()
+    assert after["graphs"] - before["graphs"] == len(widths)
+    assert after["graph_breaks"] == before["graph_breaks"]
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(stacked_forward(compiled, padded[0])[0],
+                                   stacked_forward(model, padded[0])[0], atol=1e-5, rtol=1e-4)
+    model.zero_grad(set_to_none=True)
+    with pytest.raises(TypeError, match="RewardModel"):
+        CompiledRewardModel(torch.nn.Linear(2, 2))
+
+
+def test_measure_training_runs_bf16_autocast_on_cpu(tiny):
+    model, batches = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = measure_training("bf16", model, batches, autocast_dtype=torch.bfloat16, device="cpu")
+    assert report.n_steps == 2 and report.seconds > 0
+    model.load_state_dict(before)
+
+
+def test_measure_interleaved_shares_one_optimizer_and_applies_each_rungs_settings(tiny, monkeypatch):
+    import rmcourse.trainer
+
+    model, batches = tiny
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    made = []
+    real_adamw = rmcourse.trainer.adamw
+    monkeypatch.setattr(rmcourse.trainer, "adamw", lambda *a, **k: made.append(1) or real_adamw(*a, **k))
+    entered, dtypes = [], []
+
+    class Flag:
+        def __enter__(self):
+            entered.append("in")
+
+        def __exit__(self, *exc):
+            entered.append("out")
+
+    def spy(m, batch, device):
+        dtypes.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None)
+        return stacked_forward(m, batch, device)
+
+    rungs = {"plain": Rung(batches, spy),
+             "bf16": Rung(batches, spy, warmup=2, autocast_dtype=torch.bfloat16, context=Flag)}
+    reports = measure_interleaved(model, rungs, rounds=1, n_params_for_mfu=1000,
+                                  peak_flops={"plain": 1e9, "bf16": None})
+    assert len(made) == 1, "one optimizer for all rungs: peaks then hold one optimizer state"
+    assert reports["plain"].n_steps == 2 and reports["bf16"].n_steps == 1  # warmup=2 of 3 batches
+    # the context wraps every step of its rung (2 warm-ups, 1 timed, 1 memory step), never others
+    assert entered == ["in", "out"] * 4
+    assert dtypes.count(torch.bfloat16) == 4 and dtypes.count(None) == 1 + 2 + 1
+    assert reports["plain"].mfu == pytest.approx(6 * 1000 * reports["plain"].tokens_per_second / 1e9)
+    assert reports["bf16"].mfu is None  # no peak given for it
+    for k, v in model.state_dict().items():
+        assert torch.equal(before[k], v)
+
+
+def test_measure_interleaved_counts_tokens_through_a_rungs_own_model(tiny):
+    model, batches = tiny
+    compiled = CompiledRewardModel(model, backend="eager")
+    reports = measure_interleaved(model, {"compiled": Rung(batches, model=compiled)}, rounds=1)
+    assert reports["compiled"].real_tokens == sum(int(b["attention_mask"].sum()) for b in batches[1:])
+    with pytest.raises(ValueError, match="warmup must be an int >= 1"):
+        measure_interleaved(model, {"a": Rung(batches, warmup=0)})
+    with pytest.raises(ValueError, match="needs 3 warm-up batch"):
+        measure_interleaved(model, {"a": Rung(batches, warmup=3)})
+    with pytest.raises(ValueError, match="rung 'a': autocast_dtype must be"):
+        measure_interleaved(model, {"a": Rung(batches, autocast_dtype=torch.float64)})

@@ -1,8 +1,8 @@
 """Checkers for chapter 04 (training fast). Each takes the learner's function and prints a verdict.
 
-The model-based checks use a tiny randomly initialised BERT (2 layers, width 32, dropout off) with
-MiniLM's tokenizer and a few preference-world pairs, so they run in about a second and compare
-against `rmcourse.throughput` / `rmcourse.tokenization`.
+The model-based checks use tiny randomly initialised BERTs (2 layers, dropout off) with MiniLM's
+tokenizer and a few preference-world pairs, so they run in about a second and compare against
+`rmcourse.throughput` / `rmcourse.tokenization`.
 """
 from __future__ import annotations
 
@@ -12,50 +12,79 @@ from typing import Any, Callable
 
 import torch
 
-from rmcourse.checking import check, expect
+from rmcourse.checking import as_number, check, expect
 
 __all__ = [
     "check_stacked_rewards",
     "check_padding_waste",
-    "check_real_tokens_per_second",
+    "check_flops_utilization",
+    "check_training_memory",
     "check_length_grouped_batches",
     "check_accumulate_gradients",
 ]
 
 
-@functools.lru_cache(maxsize=1)
-def _tiny() -> tuple[Any, list[dict], Any]:
-    """(tiny RewardModel on CPU, 8 tokenized pair rows, PairCollator)."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+def _bert(hidden: int, intermediate: int, seed: int) -> Any:
+    from transformers import BertConfig, BertForSequenceClassification
 
-    from rmcourse.models import RewardModel, bundled_model_path, quiet_transformers
-    from rmcourse.tokenization import PairCollator, tokenize_pairs
-    from rmcourse.world import PreferenceWorld
+    from rmcourse.models import RewardModel
+
+    tokenizer = _tokenizer()
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=intermediate,
+                        max_position_embeddings=256, num_labels=1, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return RewardModel(BertForSequenceClassification(config), tokenizer)
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer() -> Any:
+    from transformers import AutoTokenizer
+
+    from rmcourse.models import bundled_model_path, quiet_transformers
 
     with quiet_transformers():
-        tokenizer = AutoTokenizer.from_pretrained(bundled_model_path("minilm")[0])
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=256,
-                        num_labels=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(4)
-        model = RewardModel(BertForSequenceClassification(config), tokenizer)
-    tok, _ = tokenize_pairs(PreferenceWorld(0).pairs("train", 8), tokenizer, 192)
+        return AutoTokenizer.from_pretrained(bundled_model_path("minilm")[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _rows() -> list[dict]:
+    """8 tokenized preference-world pairs (input ids and token type ids only)."""
+    from rmcourse.tokenization import tokenize_pairs
+    from rmcourse.world import PreferenceWorld
+
+    tok, _ = tokenize_pairs(PreferenceWorld(0).pairs("train", 8), _tokenizer(), 192)
     columns = [c for c in tok.column_names if c.endswith(("_input_ids", "_token_type_ids"))]
-    return model, tok.select_columns(columns).to_list(), PairCollator(tokenizer, 192)
+    return tok.select_columns(columns).to_list()
+
+
+@functools.lru_cache(maxsize=1)
+def _tiny() -> tuple[Any, list[dict], Any]:
+    """(tiny RewardModel on CPU: width 32, 8 tokenized pair rows, PairCollator)."""
+    from rmcourse.tokenization import PairCollator
+
+    return _bert(32, 64, seed=4), _rows(), PairCollator(_tokenizer(), 192)
 
 
 class _CountingModel(torch.nn.Module):
-    """Wraps a model and counts forward calls (to tell one stacked forward from two)."""
+    """Wraps a model, counts forward calls and keeps what each call received."""
 
     def __init__(self, inner: torch.nn.Module) -> None:
         super().__init__()
         self.inner = inner
-        self.calls = 0
+        self.calls: list[dict[str, torch.Tensor]] = []
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        self.calls += 1
+        names = ("input_ids", "attention_mask", "token_type_ids")
+        self.calls.append({**dict(zip(names, args)), **kwargs})
         return self.inner(*args, **kwargs)
+
+    def pair_rewards(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("model.pair_rewards is the course's finished version of this exercise: "
+                             "build the [2B, L] batch yourself and call model(input_ids=..., "
+                             "attention_mask=...) once")
 
 
 def _pair(out: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,34 +99,66 @@ def _pair(out: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ----------------------------------------------------------------------------------------------
 def check_stacked_rewards(fn: Callable) -> bool:
-    """Exercise: stacked_rewards(model, batch) -> (chosen, rejected) from ONE forward pass."""
+    """Exercise: stacked_rewards(model, chosen_ids, rejected_ids, pad_id) -> (chosen, rejected):
+    right-pad all 2B rows with `pad_id`, ONE forward over the stacked [2B, L] batch."""
 
-    def test() -> None:
-        from rmcourse.throughput import stacked_forward
-
-        model, rows, collate = _tiny()
+    def run(pad_id: int) -> tuple[_CountingModel, torch.Tensor, torch.Tensor, list[list[int]]]:
+        model, rows, _ = _tiny()
         model.eval()
-        batch = collate(rows[:4])
+        chosen_ids = [list(r["chosen_input_ids"]) for r in rows[:4]]
+        rejected_ids = [list(r["rejected_input_ids"]) for r in rows[:4]]
         counted = _CountingModel(model)
         with torch.no_grad():
-            chosen, rejected = _pair(fn(counted, batch), "stacked_rewards")
-            want_c, want_r = stacked_forward(model, batch)
-        expect(counted.calls == 1, f"the model was called {counted.calls} times; stack chosen and "
-                                   "rejected into ONE forward over the whole [2B, L] batch")
-        expect(tuple(chosen.shape) == (4,) and tuple(rejected.shape) == (4,),
-               f"expected 4 chosen and 4 rejected rewards, got shapes {tuple(chosen.shape)} and "
+            chosen, rejected = _pair(fn(counted, chosen_ids, rejected_ids, pad_id), "stacked_rewards")
+        return counted, chosen, rejected, chosen_ids + rejected_ids
+
+    def reference(seqs: list[list[int]], pad_id: int) -> torch.Tensor:
+        model = _tiny()[0]
+        width = max(map(len, seqs))
+        ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        with torch.no_grad():
+            return model(input_ids=ids, attention_mask=mask)
+
+    def test() -> None:
+        # A pad id that is not BERT's [PAD] (0): decoders pad with their own id, and
+        # transformers' decoder pooling finds the last real token by that id (chapter 03).
+        pad_id = 3
+        counted, chosen, rejected, seqs = run(pad_id)
+        b = len(seqs) // 2
+        expect(len(counted.calls) == 1, f"the model was called {len(counted.calls)} times; stack "
+                                        "chosen and rejected into ONE forward over all 2B rows")
+        call = counted.calls[0]
+        ids, mask = call.get("input_ids"), call.get("attention_mask")
+        expect(isinstance(ids, torch.Tensor) and isinstance(mask, torch.Tensor),
+               "pass input_ids and attention_mask (tensors) to the model")
+        expect(tuple(ids.shape) == (2 * b, max(map(len, seqs))),
+               f"input_ids must be [2B, longest row] = {(2 * b, max(map(len, seqs)))}, got "
+               f"{tuple(ids.shape)}: pad to the longest of the 2B rows, not to a fixed length")
+        lengths = mask.sum(dim=1).tolist()
+        expect(lengths == [len(s) for s in seqs],
+               "attention_mask must be 1 on each row's real tokens and 0 on its padding")
+        expect(bool((mask[:, 0] == 1).all()) and all(int(mask[i, :n].sum()) == n for i, n in enumerate(lengths)),
+               "pad on the right: real tokens first, padding after (an encoder reads position 0)")
+        pads = ids[mask == 0]
+        if pads.numel() and not bool((pads == pad_id).all()):
+            used = sorted(set(pads.tolist()))
+            raise AssertionError(f"padding positions hold id(s) {used[:3]}, but pad_id is {pad_id}: "
+                                 "pad with the id you are given. A decoder's transformers pooling "
+                                 "finds the last real token by the pad id; padding with another "
+                                 "id (or with eos, when pad == eos) reads the wrong position")
+        expect(tuple(chosen.shape) == (b,) and tuple(rejected.shape) == (b,),
+               f"expected {b} chosen and {b} rejected rewards, got shapes {tuple(chosen.shape)} and "
                f"{tuple(rejected.shape)}: rows 0..B-1 are chosen, rows B..2B-1 rejected")
-        if torch.allclose(chosen, want_r, atol=1e-5) and torch.allclose(rejected, want_c, atol=1e-5):
-            raise AssertionError("chosen and rejected are swapped: the collator puts the B chosen "
-                                 "rows FIRST")
-        close = torch.allclose(chosen, want_c, atol=1e-5) and torch.allclose(rejected, want_r, atol=1e-5)
-        if not close and "token_type_ids" in batch:
-            no_types = model(batch["input_ids"], batch["attention_mask"])
-            if torch.allclose(chosen, no_types[:4], atol=1e-5):
-                raise AssertionError("rewards differ from the reference: pass the batch's "
-                                     "token_type_ids too (BERT marks the response as segment 1)")
-        expect(close, f"rewards differ from the reference: got chosen {chosen.tolist()}, "
-                      f"expected {want_c.tolist()}")
+        want = reference(seqs, pad_id)
+        if torch.allclose(chosen, want[b:], atol=1e-5) and torch.allclose(rejected, want[:b], atol=1e-5):
+            raise AssertionError("chosen and rejected are swapped: put the B chosen rows FIRST")
+        expect(torch.allclose(chosen, want[:b], atol=1e-5) and torch.allclose(rejected, want[b:], atol=1e-5),
+               f"rewards differ from the reference: got chosen {chosen.tolist()}, expected "
+               f"{want[:b].tolist()}")
+        _, chosen0, _, _ = run(0)  # and with BERT's own pad id
+        expect(torch.allclose(chosen0, want[:b], atol=1e-5),
+               "with pad_id=0 the rewards changed: padding must be masked out, whatever its id")
 
     return check("stacked_rewards", test)
 
@@ -138,60 +199,203 @@ def check_padding_waste(fn: Callable) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-def check_real_tokens_per_second(fn: Callable) -> bool:
-    """Exercise: real_tokens_per_second(attention_masks, seconds) -> non-pad tokens / seconds."""
+def check_flops_utilization(fn: Callable) -> bool:
+    """Exercise: flops_utilization(model, attention_masks, seconds, peak_flops,
+    recompute_forward=False) -> (mfu, hfu)."""
 
     def test() -> None:
-        masks = [torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]]), torch.tensor([[1, 1], [1, 1]])]
-        got = fn(masks, 2.0)
-        expect(got is not None, "real_tokens_per_second returned None: did you forget `return`?")
-        got = float(got)
-        if abs(got - (8 + 4) / 2.0) < 1e-9:
-            raise AssertionError("you counted padded positions too: count only attention_mask == 1 "
-                                 "(real tokens), padding is compute wasted, not work done")
-        expect(abs(got - (4 + 4) / 2.0) < 1e-9, f"2 batches with 4 + 4 real tokens in 2 s: expected "
-                                               f"4.0 tokens/s, got {got:.4g}")
-        expect(abs(float(fn(masks[:1], 0.5)) - 8.0) < 1e-9, "1 batch, 4 real tokens in 0.5 s: "
-                                                           "expected 8.0 tokens/s")
+        model = _tiny()[0]
+        params = sum(p.numel() for p in model.parameters())
+        embeddings = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.Embedding)
+                         for p in m.parameters())
+        n = params - embeddings
+        masks = [torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]]), torch.tensor([[1] * 6 + [0] * 2] * 3)]
+        real, positions = 5 + 18, 8 + 24
+        seconds, peak = 0.5, 1e12
+        out = fn(model, masks, seconds, peak)
+        expect(out is not None, "flops_utilization returned None: did you forget `return`?")
+        expect(isinstance(out, (tuple, list)) and len(out) == 2,
+               f"return a pair (mfu, hfu), got {type(out).__name__}")
+        mfu, hfu = (as_number(v, "flops_utilization") for v in out)
+        want = 6 * n * real / seconds / peak
+        if abs(mfu - want * params / n) < 1e-9 * want * params / n:
+            raise AssertionError("you counted the embedding tables: an embedding is a lookup, not a "
+                                 "matrix multiply, so leave nn.Embedding parameters out of N")
+        if abs(mfu - want * positions / real) < 1e-9 * want * positions / real:
+            raise AssertionError("you counted padded positions: count only attention_mask == 1, "
+                                 "padding is compute wasted, not work the model needed")
+        for factor, wrong in ((2, "2 N per token is the forward pass only; training adds the "
+                                  "backward, about twice the forward: 6 N"),
+                              (8, "8 N is what the hardware does when the forward is recomputed; "
+                                  "MFU counts the 6 N the model needs")):
+            if abs(mfu - want * factor / 6) < 1e-9 * want:
+                raise AssertionError(wrong)
+        expect(abs(mfu - want) < 1e-9 * want,
+               f"MFU = 6 x {n} matmul parameters x {real} real tokens / {seconds} s / {peak:g} "
+               f"FLOP/s = {want:.4g}, got {mfu:.4g}")
+        expect(abs(hfu - mfu) <= 1e-9 * mfu, "without recomputation the hardware does exactly the model's "
+                                       "work: hfu must equal mfu")
+        mfu2, hfu2 = (as_number(v, "flops_utilization") for v in fn(model, masks, seconds, peak,
+                                                                      recompute_forward=True))
+        expect(abs(mfu2 - want) < 1e-9 * want,
+               "with recompute_forward=True MFU must not change: it counts the work the model "
+               "needs (6 N per token), not the extra forward the hardware repeats")
+        expect(abs(hfu2 - want * 8 / 6) < 1e-9 * want,
+               f"with recompute_forward=True the hardware runs the forward twice: 2 + 2 + 4 = 8 N "
+               f"per token, so HFU = {want * 8 / 6:.4g}, got {hfu2:.4g}")
 
-    return check("real_tokens_per_second", test)
+    return check("flops_utilization", test)
+
+
+@functools.lru_cache(maxsize=1)
+def _wide() -> tuple[Any, dict[str, torch.Tensor]]:
+    """(a wider tiny BERT, width 128, embeddings frozen; one collated pair): big weight matrices
+    next to small activations, so counting a weight as an activation shows."""
+    from rmcourse.tokenization import PairCollator
+
+    model = _bert(128, 512, seed=5)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):
+            module.weight.requires_grad_(False)
+    return model, PairCollator(_tokenizer(), 192)(_rows()[:1])
+
+
+def _memory_reference(model: torch.nn.Module, batch: dict) -> dict[str, int]:
+    from rmcourse.throughput import activation_memory
+
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    grads = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    model.train()
+    return {"weights": weights, "gradients": grads, "adamw": 2 * grads,
+            "activations": activation_memory(model, batch)}
+
+
+def _saved_parameter_bytes(model: torch.nn.Module, batch: dict) -> int:
+    """Bytes of parameter storages autograd saves in one forward (a Linear keeps its weight)."""
+    params = {p.untyped_storage().data_ptr(): p.untyped_storage().nbytes() for p in model.parameters()}
+    seen: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        key = tensor.untyped_storage().data_ptr()
+        if key in params:
+            seen[key] = params[key]
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(**batch)
+    return sum(seen.values())
+
+
+def check_training_memory(fn: Callable) -> bool:
+    """Exercise: training_memory(model, batch) -> dict of bytes: weights, gradients, adamw,
+    activations (what one training step of `batch` holds besides the optimizer's code)."""
+
+    def test() -> None:
+        model, batch = _wide()
+        want = _memory_reference(model, batch)
+        model.train()
+        got = fn(model, dict(batch))
+        expect(got is not None, "training_memory returned None: did you forget `return`?")
+        expect(isinstance(got, dict), f"return a dict, got {type(got).__name__}")
+        missing = [k for k in want if k not in got]
+        expect(not missing, f"the dict needs the keys {list(want)}; missing {missing}")
+        got = {k: as_number(got[k], f"training_memory()[{k!r}]") for k in want}
+        all_params = want["weights"]
+        if got["weights"] == want["gradients"]:
+            raise AssertionError("weights: frozen parameters (here the embeddings) are in memory too: "
+                                 "count every parameter, trainable or not")
+        if got["weights"] * 4 == all_params:
+            raise AssertionError("weights: count bytes (numel x element_size), not elements")
+        expect(got["weights"] == all_params, f"weights: expected {all_params} bytes, got {got['weights']:.0f}")
+        if got["gradients"] == all_params:
+            raise AssertionError("gradients: a frozen parameter (requires_grad=False) gets no .grad; "
+                                 "count only trainable parameters")
+        expect(got["gradients"] == want["gradients"],
+               f"gradients: one per trainable parameter, same dtype: expected {want['gradients']} "
+               f"bytes, got {got['gradients']:.0f}")
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)
+        model(**batch).sum().backward()
+        optimizer.step()
+        state = sum(t.numel() * t.element_size() for s in optimizer.state.values()
+                    for name, t in s.items() if name in ("exp_avg", "exp_avg_sq"))
+        model.zero_grad(set_to_none=True)
+        assert state == want["adamw"], "internal: the reference disagrees with torch's AdamW"
+        if got["adamw"] == want["gradients"]:
+            raise AssertionError("adamw: AdamW keeps TWO tensors per trainable parameter, the moving "
+                                 "averages of the gradient (exp_avg) and of its square (exp_avg_sq)")
+        if got["adamw"] == 2 * all_params:
+            raise AssertionError("adamw: the optimizer only holds state for the parameters it "
+                                 "updates; frozen ones have none")
+        expect(got["adamw"] == want["adamw"], f"adamw: expected {want['adamw']} bytes "
+                                              f"(what torch's AdamW holds after a step), got {got['adamw']:.0f}")
+        act, ref = got["activations"], want["activations"]
+        if act == 0:
+            raise AssertionError("activations: 0 bytes. Under torch.no_grad (or inference_mode) "
+                                 "autograd saves nothing; run the forward with gradients on")
+        if abs(act - ref * 0.25) < 0.1 * ref * 0.25:
+            raise AssertionError("activations: count bytes (numel x element_size), not elements")
+        with_params = ref + _saved_parameter_bytes(model, batch)
+        if abs(act - with_params) < 0.1 * with_params:
+            raise AssertionError("activations: you counted weights. A Linear saves its weight for "
+                                 "the backward too (often as a transposed view), but weights exist "
+                                 "anyway: skip tensors whose storage is a parameter's")
+        if act > 1.1 * ref:
+            raise AssertionError(f"activations: {act:.0f} bytes is more than the {ref} the saved "
+                                 "tensors occupy: a tensor saved twice (or two views of one storage) "
+                                 "takes the memory once; count each storage once")
+        expect(act > 0.9 * ref, f"activations: expected about {ref} bytes (every non-parameter "
+                                f"tensor autograd saves in one forward), got {act:.0f}")
+
+    return check("training_memory", test)
 
 
 # ----------------------------------------------------------------------------------------------
 def check_length_grouped_batches(fn: Callable) -> bool:
-    """Exercise: length_grouped_batches(lengths, batch_size, seed) -> list of index lists."""
+    """Exercise: length_grouped_batches(lengths, batch_size, seed) -> list of index lists.
+
+    Accepts either batch order the exercise allows: shuffled (the course) or each mega-batch
+    longest first (transformers' LengthGroupedSampler). Rejects what never changes between epochs.
+    """
 
     def test() -> None:
         from rmcourse.tokenization import padding_fraction
 
         rng = random.Random(1)
-        lengths = [rng.randint(20, 300) for _ in range(203)]
-        batches = fn(lengths, 8, 0)
+        lengths = [rng.randint(20, 300) for _ in range(1003)]  # 5 mega-batches of 50 x 4
+        bs = 4
+        batches = fn(lengths, bs, 0)
         expect(batches is not None, "length_grouped_batches returned None: did you forget `return`?")
-        batches = [list(b) for b in batches]
-        flat = [int(i) for b in batches for i in b]
+        batches = [[int(i) for i in b] for b in batches]
+        flat = [i for b in batches for i in b]
         expect(sorted(flat) == list(range(len(lengths))),
                "every index must appear exactly once across the batches "
                f"(got {len(flat)} indices for {len(lengths)} rows, {len(set(flat))} distinct)")
-        expect(all(0 < len(b) <= 8 for b in batches), "every batch must hold 1..batch_size rows")
-        short = sum(len(b) < 8 for b in batches)
+        expect(all(0 < len(b) <= bs for b in batches), "every batch must hold 1..batch_size rows")
+        short = sum(len(b) < bs for b in batches)
         expect(short <= 1, f"{short} batches are smaller than batch_size; only one (the remainder) "
                            "may be")
         order = list(range(len(lengths)))
         random.Random(0).shuffle(order)
-        random_waste = padding_fraction(lengths, [order[i:i + 8] for i in range(0, len(order), 8)])
+        random_waste = padding_fraction(lengths, [order[i:i + bs] for i in range(0, len(order), bs)])
         waste = padding_fraction(lengths, batches)
         expect(waste < 0.5 * random_waste,
                f"padding waste {waste:.1%} is not much below random batches' {random_waste:.1%}: "
                "sort (chunks of) the rows by length before cutting batches")
-        again = [list(b) for b in fn(lengths, 8, 0)]
+        again = [[int(i) for i in b] for b in fn(lengths, bs, 0)]
         expect(again == batches, "the same seed must give the same batches (seed your RNG)")
-        other = [list(b) for b in fn(lengths, 8, 1)]
+        other = [[int(i) for i in b] for b in fn(lengths, bs, 1)]
         expect(other != batches, "a different seed gives identical batches: shuffle with the seed, "
                                  "otherwise every epoch sees the same batches in the same order")
-        expect(batches != sorted(batches, key=lambda b: -max(lengths[i] for i in b)),
-               "batches come out sorted by length: shuffle the batch order, or training sees all "
-               "the long pairs first")
+        same_rows = {frozenset(b) for b in batches} == {frozenset(b) for b in other}
+        expect(not same_rows,
+               "a different seed only reorders the same batches: the same rows meet in every "
+               "epoch. Shuffle the rows BEFORE sorting, and sort within mega-batches of "
+               "50 x batch_size, not the whole data set at once")
+        widths = [max(lengths[i] for i in b) for b in batches]
+        expect(any(b > a for a, b in zip(widths, widths[1:])),
+               "the batches run from longest to shortest over the whole epoch: training would see "
+               "all the long pairs first. Shuffle the batch order, or keep the mega-batches in "
+               "random order (each longest first)")
 
     return check("length_grouped_batches", test)
 
