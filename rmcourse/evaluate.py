@@ -117,17 +117,16 @@ def score_rewardbench2_rows(model: Any, rows: Sequence[dict], batch_size: int = 
     return chosen, rejected
 
 
-def rewardbench2_scorer() -> Callable[[Sequence[dict], list, list], dict] | None:
-    """PLUG-IN POINT for chapter 08's RewardBench 2 scorer (rmcourse/rewardbench2.py).
-
-    Returns the function the CLI calls as ``scorer(rows, chosen_rewards, rejected_rewards)``:
-    the rows (prompt, chosen list, rejected list, subset, ...) and each completion's reward, one
-    list per row (`score_rewardbench2_rows`); it must return a JSON-ready dict (overall score,
-    per-subset scores, the Ties subset's own rule). Returns None while no scorer is wired in, and
-    the CLI then says so before scoring anything.
-    TODO(lead): return the rmcourse.rewardbench2 scoring function here (adapting its arguments).
+def rewardbench2_scorer() -> Callable[[Sequence[dict], list, list], dict]:
+    """The function the CLI calls on RewardBench 2 rows: ``scorer(rows, chosen_rewards,
+    rejected_rewards)`` with the rows (prompt, chosen list, rejected list, subset, id) and each
+    completion's reward, one list per row (`score_rewardbench2_rows`). It is chapter 08's
+    `rmcourse.rewardbench2.rewardbench2_from_rewards`: best-of-N accuracy per subset with the
+    official tie rule, the Ties subset's own weighted score, and the unweighted mean over subsets.
     """
-    return None
+    from rmcourse.rewardbench2 import rewardbench2_from_rewards
+
+    return rewardbench2_from_rewards
 
 
 # ---------------------------------------------------------------- the evaluation itself
@@ -470,11 +469,6 @@ def _run(args: argparse.Namespace) -> int:
               "device": str(model.device), "data": args.data, "format": fmt}
     if rb2_rows is not None:
         scorer = rewardbench2_scorer()
-        if scorer is None:
-            raise SystemExit("error: --data: these are RewardBench 2 rows (one prompt, a list "
-                             "of chosen and a list of rejected completions); their scorer "
-                             "(chapter 08, rmcourse.rewardbench2) is not wired into this "
-                             "command yet")
         try:
             chosen, rejected = score_rewardbench2_rows(
                 model, rb2_rows, batch_size=args.batch_size, overflow=args.overflow,

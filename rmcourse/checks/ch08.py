@@ -1,0 +1,212 @@
+"""Checkers for chapter 08 (beyond one scalar).
+
+Each checker compares the learner's function with the course's implementation
+(`rmcourse.objectives`, `rmcourse.process`, `rmcourse.dpo`, `rmcourse.rewardbench2`) on small
+hand-made inputs and names the typical mistake it recognises.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from rmcourse.checking import as_number, check, expect
+from rmcourse.dpo import dpo_loss
+from rmcourse.objectives import verbosity_penalties
+from rmcourse.process import aggregate_step_scores
+from rmcourse.rewardbench2 import best_of_n_result
+
+__all__ = [
+    "check_gated_reward",
+    "check_prm_solution_score",
+    "check_dpo_implicit_rewards",
+    "check_best_of_4",
+    "check_verbosity_penalty",
+]
+
+
+def _tensor(value: Any, what: str, shape: tuple) -> torch.Tensor:
+    expect(value is not None, f"{what} returned None: did you forget `return`?")
+    expect(isinstance(value, torch.Tensor), f"{what} returned {type(value).__name__}, expected a torch.Tensor")
+    expect(tuple(value.shape) == shape, f"{what} returned shape {tuple(value.shape)}, expected {shape}")
+    return value.detach().float()
+
+
+# ----------------------------------------------------------------------------------------------
+def _gated(scores: torch.Tensor, logits: torch.Tensor, scale: float) -> torch.Tensor:
+    return (F.softmax(logits, dim=-1) * scale * scores).sum(-1)
+
+
+def check_gated_reward(fn: Callable) -> bool:
+    """Exercise: gated_reward(objective_scores[N, K], gate_logits[N, K], scale) -> Tensor[N]."""
+
+    def test() -> None:
+        scores = torch.tensor([[1.0, -0.5, 2.0], [0.2, 0.4, -1.0], [3.0, 0.0, 0.5], [-1.0, 2.0, 1.0]])
+        logits = torch.tensor([[0.5, -1.0, 2.0], [0.0, 0.0, 0.0], [1.5, 0.2, -0.3], [-2.0, 1.0, 0.3]])
+        scale = 2.5
+        got = _tensor(fn(scores, logits, scale), "gated_reward(scores, logits, 2.5)", (4,))
+        want = _gated(scores, logits, scale)
+        if torch.allclose(got, (logits * scale * scores).sum(-1), atol=1e-5) or \
+                torch.allclose(got, (logits * scores).sum(-1), atol=1e-5):
+            raise AssertionError("you mixed with the raw gate logits: turn them into weights with a "
+                                 "softmax over the objectives first (non-negative, summing to one)")
+        if torch.allclose(got, (F.softmax(logits, dim=0) * scale * scores).sum(-1), atol=1e-5):
+            raise AssertionError("your softmax normalised over the responses (dim 0); the weights of "
+                                 "ONE prompt must sum to one over the objectives (dim -1)")
+        if torch.allclose(got, (torch.sigmoid(logits) * scale * scores).sum(-1), atol=1e-5):
+            raise AssertionError("sigmoid weights do not sum to one: ArmoRM's gate uses a softmax")
+        if torch.allclose(got, _gated(scores, logits, 1.0), atol=1e-5):
+            raise AssertionError("the weights must be multiplied by the learned scale (ArmoRM's "
+                                 "logit_scale): a convex mix alone cannot stretch the reward")
+        if torch.allclose(got, (F.softmax(logits, dim=-1) * scale * scores).mean(-1), atol=1e-5):
+            raise AssertionError("you averaged the weighted objectives; the reward is their SUM")
+        expect(torch.allclose(got, want, atol=1e-5),
+               f"expected {want.numpy().round(4)}, got {got.numpy().round(4)}")
+
+    return check("gated_reward", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def check_prm_solution_score(fn: Callable) -> bool:
+    """Exercise: prm_solution_score(step_probs, how) for how in ("min", "prod")."""
+
+    def test() -> None:
+        steps = [0.9, 0.95, 0.2, 0.8]
+        for how in ("min", "prod"):
+            got = as_number(fn(steps, how), f"prm_solution_score(steps, {how!r})")
+            want = aggregate_step_scores(steps, how)
+            if abs(got - steps[-1]) < 1e-9:
+                raise AssertionError(f"{how!r}: you returned the LAST step's score (0.8), which hides "
+                                     "the wrong third step: the solution is only as good as its "
+                                     "worst step")
+            if abs(got - float(np.mean(steps))) < 1e-9:
+                raise AssertionError(f"{how!r}: the mean lets good steps cover a bad one; use the "
+                                     "minimum or the product")
+            if abs(got - max(steps)) < 1e-9:
+                raise AssertionError(f"{how!r}: the maximum rewards the best step, not the solution")
+            if how == "min" and abs(got - float(np.prod(steps))) < 1e-9:
+                raise AssertionError("'min' returned the product; the product is the other option")
+            if how == "prod" and abs(got - min(steps)) < 1e-9:
+                raise AssertionError("'prod' returned the minimum; multiply the step probabilities "
+                                     "(P(every step is right) if they were independent)")
+            if how == "prod" and abs(got - float(np.sum(np.log(steps)))) < 1e-9:
+                raise AssertionError("'prod' returned the log of the product; return the product")
+            expect(abs(got - want) < 1e-9, f"{how!r}: expected {want:.6f}, got {got:.6f}")
+        got = as_number(fn([0.7], "min"), "prm_solution_score([0.7], 'min')")
+        expect(abs(got - 0.7) < 1e-9, f"a one-step solution scores its step: expected 0.7, got {got}")
+
+    return check("prm_solution_score", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def check_dpo_implicit_rewards(fn: Callable) -> bool:
+    """Exercise: dpo_implicit_rewards(chosen_logps, rejected_logps, ref_chosen_logps,
+    ref_rejected_logps, beta) -> (chosen_rewards, rejected_rewards, losses), each Tensor[N]."""
+
+    def test() -> None:
+        c = torch.tensor([-120.0, -80.5, -60.0])
+        r = torch.tensor([-118.0, -95.0, -61.0])
+        rc = torch.tensor([-121.0, -82.0, -59.0])
+        rr = torch.tensor([-117.0, -93.0, -62.5])
+        beta = 0.1
+        out = fn(c, r, rc, rr, beta)
+        expect(isinstance(out, (tuple, list)) and len(out) == 3,
+               f"return (chosen_rewards, rejected_rewards, losses), got {type(out).__name__}")
+        cr = _tensor(out[0], "chosen_rewards", (3,))
+        rw = _tensor(out[1], "rejected_rewards", (3,))
+        losses = _tensor(out[2], "losses", (3,))
+        want_l, want_c, want_r = dpo_loss(c, r, rc, rr, beta)
+        if torch.allclose(cr, beta * c, atol=1e-5):
+            raise AssertionError("chosen_rewards = beta * logps forgets the reference: the implicit "
+                                 "reward is beta * (log pi - log pi_ref)")
+        if torch.allclose(cr, -want_c, atol=1e-5):
+            raise AssertionError("the sign is flipped: policy minus reference, not reference minus policy")
+        if torch.allclose(cr, c - rc, atol=1e-5):
+            raise AssertionError("multiply the log-ratio by beta")
+        expect(torch.allclose(cr, want_c, atol=1e-5) and torch.allclose(rw, want_r, atol=1e-5),
+               f"chosen_rewards expected {want_c.numpy().round(4)}, got {cr.numpy().round(4)}; "
+               f"rejected_rewards expected {want_r.numpy().round(4)}, got {rw.numpy().round(4)}")
+        margin = want_c - want_r
+        if torch.allclose(losses, -F.logsigmoid(-margin), atol=1e-5):
+            raise AssertionError("the loss pushes the wrong way: -logsigmoid(chosen_rewards - "
+                                 "rejected_rewards), chosen first")
+        if torch.allclose(losses, -F.logsigmoid(margin / beta), atol=1e-5):
+            raise AssertionError("the loss uses the log-ratios without beta: the rewards already "
+                                 "contain beta, use them")
+        if losses.numel() == 3 and torch.allclose(losses, torch.full((3,), float(-F.logsigmoid(margin).mean())), atol=1e-6):
+            raise AssertionError("return one loss per pair (no .mean())")
+        expect(torch.allclose(losses, want_l, atol=1e-5),
+               f"losses expected {want_l.numpy().round(4)}, got {losses.numpy().round(4)}")
+
+    return check("dpo_implicit_rewards", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def check_best_of_4(fn: Callable) -> bool:
+    """Exercise: best_of_4(scores) with scores[0] the chosen answer -> 1, 0 or 1/k on ties."""
+
+    def test() -> None:
+        cases = [
+            ([2.0, 1.0, 0.5, -1.0], "a clean win"),
+            ([2.0, 2.5, 0.5, -1.0], "a rejected answer scores higher"),
+            ([2.0, 2.0, 0.5, -1.0], "a 2-way tie at the top"),
+            ([2.0, 2.0, 2.0, -1.0], "a 3-way tie at the top"),
+            ([2.0, 2.0, 2.0, 2.0], "a 4-way tie"),
+            ([1.0, 2.0, 1.0, -1.0], "a tie below the top"),
+        ]
+        for scores, name in cases:
+            got = as_number(fn(list(scores)), f"best_of_4({scores})")
+            want = best_of_n_result(scores[0], scores[1:])
+            tie_at_top = scores[0] == max(scores) and scores.count(max(scores)) > 1
+            if tie_at_top and abs(got - 1.0) < 1e-9:
+                raise AssertionError(f"{name} {scores}: you counted a tie as a win; RewardBench 2 gives "
+                                     "1/k when the chosen answer ties k-way for the maximum")
+            if tie_at_top and abs(got) < 1e-9:
+                raise AssertionError(f"{name} {scores}: you counted a tie as a loss (RewardBench v1's "
+                                     "rule); RewardBench 2 gives 1/k for a k-way tie at the maximum")
+            if not tie_at_top and scores[0] != max(scores) and got > 0:
+                raise AssertionError(f"{name} {scores}: a rejected answer scores higher, so the item "
+                                     f"is lost (0), got {got}")
+            expect(abs(got - want) < 1e-9, f"{name} {scores}: expected {want:.4f}, got {got:.4f}")
+
+    return check("best_of_4", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def check_verbosity_penalty(fn: Callable) -> bool:
+    """Exercise: verbosity_penalty(r, v, grid, threshold) -> the smallest lambda on the grid with
+    Spearman(r - lambda * v, v) <= threshold (1.0 when none)."""
+
+    def test() -> None:
+        from scipy.stats import spearmanr
+
+        rng = np.random.default_rng(0)
+        v = rng.normal(size=300)
+        r = 0.4 * v + rng.normal(size=300)
+        grid = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+        got = as_number(fn(r, v, grid, 0.03), "verbosity_penalty(r, v, grid, 0.03)")
+        pred = np.stack([r, v], axis=1)
+        want = verbosity_penalties(pred, names=("r", "verbosity"), threshold=0.03, grid=grid)["r"]
+        if got not in grid and got != 1.0:
+            corr = spearmanr(r - want * v, v)[0]
+            if abs(got - corr) < 1e-9:
+                raise AssertionError("you returned the correlation; return the penalty lambda")
+            raise AssertionError(f"the penalty must come from the grid (or be 1.0), got {got}")
+        ok = [lam for lam in grid if spearmanr(r - lam * v, v)[0] <= 0.03]
+        if ok and abs(got - max(ok)) < 1e-12 and max(ok) != want:
+            raise AssertionError("you returned the LARGEST grid value that decorrelates; ArmoRM takes "
+                                 "the smallest, so as little as possible is subtracted")
+        wrong = [lam for lam in grid if spearmanr(r - lam * v, r)[0] <= 0.03]
+        if wrong and abs(got - min(wrong)) < 1e-12 and min(wrong) != want:
+            raise AssertionError("correlate the adjusted objective with the VERBOSITY prediction v, "
+                                 "not with the objective itself")
+        expect(abs(got - want) < 1e-12, f"expected {want}, got {got}")
+        # no grid value gets there: ArmoRM's script falls back to 1.0
+        got = as_number(fn(r, v, [0.0, 0.01], 0.03), "verbosity_penalty with a grid that is too short")
+        expect(abs(got - 1.0) < 1e-12, f"when no grid value brings the correlation down to the "
+                                       f"threshold, the penalty is 1.0 (as in ArmoRM's script), got {got}")
+
+    return check("verbosity_penalty", test)
