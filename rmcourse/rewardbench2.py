@@ -301,7 +301,9 @@ def world_rb2_bench(world: Any, n_per_subset: int = 40, split: str = "test", see
         raise ValueError(f"n_per_subset must be a positive int, got {n_per_subset!r}")
     rng = np.random.default_rng(seed)
     n_prompts = 8 * n_per_subset  # round-robin sections: plenty of candidates per subset
-    pools = world.candidate_pools(n_prompts, 24, split=split)
+    pool_ds = world.candidate_pools(n_prompts, 24, split=split)
+    # Plain lists, read once: `ds[column]` rebuilds the whole column on every access.
+    pools = {name: pool_ds[name] for name in ("section", "attrs", "gold", "prompt", "responses")}
     rows: list[dict] = []
     by_section: dict[str, list[int]] = defaultdict(list)
     for i, s in enumerate(pools["section"]):

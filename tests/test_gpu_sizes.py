@@ -67,7 +67,7 @@ BUILT = {
         "N_CLOUD_TRAIN", "N_CLOUD_TEST", "N_CLOUD_BIG", 'world.pairs("validation", scaled(*')},
     **{("08_beyond_one_scalar", name): "test_ch08_data" for name in (
         "N_TRAIN", "N_TEST", "N_POOL", "N_PROBLEMS", "N_TEST_PROBLEMS")},
-    ("08_beyond_one_scalar", "N_BENCH"): "test_ch08_rb2_bench (slow: RMCOURSE_SLOW_TESTS=1)",
+    ("08_beyond_one_scalar", "N_BENCH"): "test_ch08_rb2_bench",
     ("08b_dpo_implicit_reward", "N_DPO_TRAIN"): "test_ch08b_data",
     ("08b_dpo_implicit_reward", "N_DPO_EVAL"): "test_ch08b_data",
 }
@@ -317,9 +317,6 @@ def test_ch08_data():
     assert len(make_problems(gpu(stem, "N_TEST_PROBLEMS"), seed=0, split="test")) == gpu(stem, "N_TEST_PROBLEMS")
 
 
-@pytest.mark.skipif(os.environ.get("RMCOURSE_SLOW_TESTS") != "1",
-                    reason="world_rb2_bench(world, 200) takes ~160 s on 2 cores (it indexes Dataset "
-                           "columns inside loops: cubic); RMCOURSE_SLOW_TESTS=1 runs it")
 def test_ch08_rb2_bench():
     from rmcourse.rewardbench2 import world_rb2_bench
     from rmcourse.world import PreferenceWorld
