@@ -13,7 +13,6 @@ call this file does not know: build it below or list it in RUN_SIZES.
 from __future__ import annotations
 
 import ast
-import os
 from pathlib import Path
 
 import nbformat
