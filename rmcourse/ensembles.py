@@ -8,10 +8,19 @@ train several reward models that differ only in their seed and combine them by
 Every member must really be trained (the seed note created members but never gave them to the
 optimizer nor moved them to the device, so they stayed random).
 
+Coste et al. find the conservative combinations (worst case, uncertainty-weighted) mitigate
+over-optimisation; the plain mean can still over-optimise: averaging does not remove an error
+the members share.
+
 `uncertainty_weighted_pair_loss` down-weights pairs the members disagree on. The seed note's
-version took BCE with mean reduction (already a scalar), multiplied it by the weight vector and
-averaged: that is the plain loss times mean(weights), a rescaled learning rate, and gradients
-flowed into the weights too. `seed_uncertainty_loss` keeps that form for the pitfall demo.
+version had two bugs. (1) It took BCE with mean reduction (already a scalar), multiplied it by
+the weight vector and averaged: that is the plain loss times mean(weights), a rescaled learning
+rate, with every pair weighted the same. (2) Its weights w = 1 / (1 + Var) were not detached.
+The loss is w * l with l > 0, so d loss / d Var = -l / (1 + Var)^2 < 0: gradient descent RAISES
+the members' variance. The members learn to disagree, every weight and so the loss shrink, and
+nothing about the preferences is learned from that part of the gradient. Detached weights are
+constants that only say how much each pair counts. `seed_uncertainty_loss` keeps the seed form
+for the pitfall demo; `detach_weights=False` reproduces bug (2) alone.
 """
 from __future__ import annotations
 
@@ -67,24 +76,33 @@ def _pair_shapes(member_chosen: torch.Tensor, member_rejected: torch.Tensor) -> 
                          f"{tuple(member_chosen.shape)} vs {tuple(member_rejected.shape)}")
 
 
-def uncertainty_weights(member_chosen: torch.Tensor, member_rejected: torch.Tensor) -> torch.Tensor:
-    """Per-pair weights 1 / (1 + var_chosen + var_rejected), detached (a constant for autograd)."""
+def uncertainty_weights(member_chosen: torch.Tensor, member_rejected: torch.Tensor,
+                        detach: bool = True) -> torch.Tensor:
+    """Per-pair weights 1 / (1 + var_chosen + var_rejected), detached (a constant for autograd).
+
+    `detach=False` keeps them in the graph: only for showing why that is wrong (module docstring).
+    """
     _pair_shapes(member_chosen, member_rejected)
+    if not isinstance(detach, bool):
+        raise TypeError(f"detach must be True or False, got {detach!r}")
     var = member_variance(member_chosen) + member_variance(member_rejected)
-    return (1.0 / (1.0 + var)).detach()
+    weights = 1.0 / (1.0 + var)
+    return weights.detach() if detach else weights
 
 
 def uncertainty_weighted_pair_loss(member_chosen: torch.Tensor, member_rejected: torch.Tensor,
-                                   reduction: str = "mean") -> torch.Tensor:
+                                   reduction: str = "mean", detach_weights: bool = True) -> torch.Tensor:
     """Pairwise loss on the ensemble-mean rewards, each pair weighted by its detached weight.
 
     per pair: w_i * -logsigmoid(mean_c_i - mean_r_i), w_i = 1 / (1 + var_c_i + var_r_i).
     `reduction="none"` returns the weighted per-pair losses, "mean" their mean, "sum" their sum.
-    Weights are detached: the ensemble should not learn to agree just to raise its weights.
+    Weights are detached: otherwise the cheapest way down the loss is to make the members
+    DISAGREE (a larger variance shrinks every weight), and gradient descent takes it.
+    `detach_weights=False` is that mistake, kept for the demonstration.
     """
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"unknown reduction {reduction!r}; expected 'mean', 'sum' or 'none'")
-    weights = uncertainty_weights(member_chosen, member_rejected)
+    weights = uncertainty_weights(member_chosen, member_rejected, detach=detach_weights)
     per_pair = -F.logsigmoid(member_chosen.mean(dim=0) - member_rejected.mean(dim=0))
     weighted = weights * per_pair
     if reduction == "none":
@@ -95,7 +113,8 @@ def uncertainty_weighted_pair_loss(member_chosen: torch.Tensor, member_rejected:
 def seed_uncertainty_loss(member_chosen: torch.Tensor, member_rejected: torch.Tensor) -> torch.Tensor:
     """The seed note's form, bug kept for the demo: scalar BCE * undetached weights, averaged.
 
-    Equal to mean(weights) * plain loss: every pair gets the same weight. Do not use.
+    Equal to mean(weights) * plain loss: every pair gets the same weight, and the undetached
+    weights let the members lower the loss by disagreeing. Do not use.
     """
     _pair_shapes(member_chosen, member_rejected)
     chosen_var = member_chosen.var(0)

@@ -15,7 +15,9 @@ The training loop (`train_head`) is the same Bradley-Terry loss as `rmcourse.los
 knobs the chapter studies: epochs, weight decay, dropout, label smoothing, Llama 2 margins,
 reward centering and early stopping that puts the best weights back. `train_kwise_head` trains
 InstructGPT style: one batch element = all K responses of one prompt, loss averaged over its
-C(K, 2) pairs.
+C(K, 2) pairs (`rmcourse.losses.kwise_loss`). `train_ensemble_heads` trains several heads jointly
+on the uncertainty-weighted pair loss of `rmcourse.ensembles`, with the weights detached (right)
+or not (the seed's mistake: the members then learn to disagree).
 """
 from __future__ import annotations
 
@@ -33,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmcourse.losses import pairwise_loss
+from rmcourse.ensembles import uncertainty_weighted_pair_loss
+from rmcourse.losses import kwise_loss, pairwise_loss
 
 __all__ = [
     "hashed_features",
@@ -47,6 +50,7 @@ __all__ = [
     "score_head",
     "kwise_pairs",
     "train_kwise_head",
+    "train_ensemble_heads",
 ]
 
 def _one_thread(fn):
@@ -239,6 +243,7 @@ class HeadRun:
     restored_best: bool = False
     forwards: int = 0  # response forward passes spent in training
     extra: dict = field(default_factory=dict)
+    steps: int = 0  # optimizer steps taken
 
 
 @_one_thread
@@ -353,7 +358,7 @@ def train_head(train: PairFeatures, val: PairFeatures | None = None, *, hidden: 
     best = {"loss": math.inf, "epoch": None, "state": None}
     if val is not None:
         _early_stop_update(best, rows[0], head)
-    since_best, forwards = 0, 0
+    since_best, forwards, steps = 0, 0, 0
     for epoch in range(1, epochs + 1):
         head.train()
         order = torch.randperm(len(train), generator=gen)
@@ -367,6 +372,7 @@ def train_head(train: PairFeatures, val: PairFeatures | None = None, *, hidden: 
             loss.backward()
             opt.step()
             forwards += 2 * b
+            steps += 1
         rows.append(_history_row(epoch, head, train, val, monitor))
         if val is not None:
             since_best = 0 if _early_stop_update(best, rows[-1], head) else since_best + 1
@@ -378,7 +384,7 @@ def train_head(train: PairFeatures, val: PairFeatures | None = None, *, hidden: 
         restored = True
     head.eval()
     return HeadRun(head=head, history=pd.DataFrame(rows), best_epoch=best["epoch"],
-                   restored_best=restored, forwards=forwards)
+                   restored_best=restored, forwards=forwards, steps=steps)
 
 
 def kwise_pairs(features: Sequence[torch.Tensor], scores: Sequence[Sequence[float]]) -> PairFeatures:
@@ -412,46 +418,70 @@ def train_kwise_head(features: Sequence[torch.Tensor], scores: Sequence[Sequence
 
     Each response is scored once per epoch (K forwards per prompt instead of 2 * C(K, 2)), and the
     prompt's loss is the mean of -log sigmoid(r_better - r_worse) over its C(K, 2) pairs, so a
-    prompt with many responses does not outweigh the others. History rows are per epoch, with
-    the train metrics computed on all C(K, 2) pairs.
+    prompt with many responses does not outweigh the others (`rmcourse.losses.kwise_loss`).
+    History rows are per epoch, with the train metrics computed on all C(K, 2) pairs.
     """
     _check_hparams(epochs, prompts_per_batch, lr, weight_decay, 0.0, 0.0, None)
     all_pairs = kwise_pairs(features, scores)
-    index = []
-    for x, s in zip(features, scores):
-        s = torch.as_tensor(s, dtype=torch.float32)
-        i, j = torch.triu_indices(len(s), len(s), offset=1)
-        keep = s[i] != s[j]
-        i, j = i[keep], j[keep]
-        index.append((torch.where(s[i] > s[j], i, j), torch.where(s[i] > s[j], j, i)))
     torch.manual_seed(seed)
     head = RewardHead(all_pairs.chosen.shape[1], hidden, dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
     rows = [_history_row(0, head, all_pairs, val)]
-    forwards = 0
+    forwards, steps = 0, 0
     for epoch in range(1, epochs + 1):
         head.train()
         order = torch.randperm(len(features), generator=gen).tolist()
         for start in range(0, len(order), prompts_per_batch):
             groups = order[start:start + prompts_per_batch]
-            x = torch.cat([features[g] for g in groups])
-            rewards = head(x)  # every response of these prompts scored once
-            offsets = np.cumsum([0] + [features[g].shape[0] for g in groups])
-            losses = []
-            for k, g in enumerate(groups):
-                r = rewards[offsets[k]:offsets[k + 1]]
-                better, worse = index[g]
-                if len(better):
-                    losses.append(-F.logsigmoid(r[better] - r[worse]).mean())
-            forwards += x.shape[0]
-            if not losses:
-                continue
-            loss = torch.stack(losses).mean()
+            sizes = [features[g].shape[0] for g in groups]
+            rewards = head(torch.cat([features[g] for g in groups]))  # each response scored once
+            forwards += sum(sizes)
+            group_scores = [scores[g] for g in groups]
+            if not any(len(set(np.asarray(s).tolist())) > 1 for s in group_scores):
+                continue  # no strict pair in these prompts
+            loss = kwise_loss(list(torch.split(rewards, sizes)), group_scores)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            steps += 1
         rows.append(_history_row(epoch, head, all_pairs, val))
     head.eval()
-    return HeadRun(head=head, history=pd.DataFrame(rows), forwards=forwards,
+    return HeadRun(head=head, history=pd.DataFrame(rows), forwards=forwards, steps=steps,
                    extra={"n_pairs": len(all_pairs)})
+
+
+@_one_thread
+def train_ensemble_heads(train: PairFeatures, n_members: int = 5, *, detach_weights: bool = True,
+                         hidden: int = 64, epochs: int = 1, batch_size: int = 32,
+                         lr: float = 3e-3, seed: int = 0) -> list[RewardHead]:
+    """Train `n_members` heads jointly on the uncertainty-weighted pair loss (one optimizer).
+
+    Each step scores the batch with every member and minimises
+    mean_i w_i * -log sigmoid(mean_c_i - mean_r_i), w_i = 1 / (1 + var_c_i + var_r_i)
+    (`rmcourse.ensembles.uncertainty_weighted_pair_loss`). With `detach_weights=False` (the seed
+    note's version) the gradient also flows through w: since the loss term is positive, lowering
+    it by raising the members' variance is always available, and gradient descent takes it.
+    """
+    if not isinstance(n_members, int) or isinstance(n_members, bool) or n_members < 2:
+        raise ValueError(f"n_members must be an int >= 2, got {n_members!r}")
+    _check_hparams(epochs, batch_size, lr, 0.0, 0.0, 0.0, None)
+    torch.manual_seed(seed)
+    heads = nn.ModuleList([RewardHead(train.chosen.shape[1], hidden) for _ in range(n_members)])
+    opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(seed)
+    heads.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(train), generator=gen)
+        for start in range(0, len(train), batch_size):
+            idx = order[start:start + batch_size]
+            b = len(idx)
+            x = torch.cat([train.chosen[idx], train.rejected[idx]])
+            rewards = torch.stack([h(x) for h in heads])  # [members, 2b]
+            loss = uncertainty_weighted_pair_loss(rewards[:, :b], rewards[:, b:],
+                                                  detach_weights=detach_weights)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    heads.eval()
+    return list(heads)

@@ -4,18 +4,27 @@
 
 This is what TRL's RewardTrainer computes (`margin` column, `center_rewards_coefficient`). The
 margin follows Llama 2 (Touvron et al. 2023, arXiv 2307.09288): a pair rated "much better" must be
-won by at least m. Reward centering (Eisenstein et al. 2023, arXiv 2312.09244) pulls the rewards
-toward mean 0: the pairwise term only sees differences, so without it the level drifts freely.
+won by at least m. Reward centering (Eisenstein et al. 2023, arXiv 2312.09244) adds
+c * mean((r_c + r_r)^2) = 4c * mean(midpoint^2), midpoint = (r_c + r_r) / 2. The pairwise term
+only sees differences, so a shift of every reward by one constant is free and the level would
+drift; the centering term removes that freedom, but it does more than pin the mean: since
+mean(midpoint^2) = mean(midpoint)^2 + var(midpoint), it also penalises the spread of the pairs'
+midpoints. That shrinks the reward scale and competes with the pairwise term, so it can change
+which response the model ranks higher (chapter 06 measures it). Validate the coefficient.
+
+`kwise_loss` is InstructGPT's loss for K ranked responses per prompt (Ouyang et al. 2022,
+arXiv 2203.02155): every one of the C(K, 2) pairs of a prompt, each weighted 1 / C(K, 2), so each
+prompt counts once however many responses it has.
 """
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["pairwise_loss", "bce_form_loss", "reward_centering_loss"]
+__all__ = ["pairwise_loss", "bce_form_loss", "reward_centering_loss", "kwise_loss"]
 
 _REDUCTIONS = ("mean", "sum", "none")
 
@@ -85,7 +94,11 @@ def _check_coef(coef: Any) -> None:
 def reward_centering_loss(
     chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, coef: float
 ) -> torch.Tensor:
-    """Eisenstein et al.'s auxiliary term coef * mean((r_c + r_r)^2) (TRL: center_rewards_coefficient)."""
+    """Eisenstein et al.'s auxiliary term coef * mean((r_c + r_r)^2) (TRL: center_rewards_coefficient).
+
+    Equal to 4 * coef * mean(midpoint^2): it pulls every pair's midpoint toward 0, so it penalises
+    the midpoints' spread as well as their mean (see the module docstring).
+    """
     chosen, rejected = _check_pair(chosen_rewards, rejected_rewards)
     _check_coef(coef)
     return coef * torch.mean((chosen + rejected) ** 2)
@@ -141,3 +154,44 @@ def bce_form_loss(
     reduction = _check_reduction(reduction)
     logits = chosen - rejected - m
     return F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits), reduction=reduction)
+
+
+def kwise_loss(rewards: Sequence[torch.Tensor], scores: Sequence[Any]) -> torch.Tensor:
+    """InstructGPT's K-wise loss over a batch of prompts, each with its own K ranked responses.
+
+    `rewards[g]` is a 1-D tensor of the K_g responses' rewards for prompt g, `scores[g]` their
+    preference scores (higher = preferred; a ranking's positions reversed work too). Per prompt,
+    the loss is the mean of -log sigmoid(r_better - r_worse) over its C(K_g, 2) pairs (equal
+    scores make no pair); the batch loss is the mean over prompts. So each prompt counts once,
+    and each response is scored once however many pairs it is in. A prompt with no strict pair
+    contributes nothing; a batch without any strict pair is an error.
+    """
+    if isinstance(rewards, torch.Tensor) or not isinstance(rewards, Sequence):
+        raise TypeError("rewards must be a list of 1-D tensors, one per prompt")
+    if isinstance(scores, (str, bytes)) or not isinstance(scores, Sequence):
+        raise TypeError("scores must be a list of 1-D score sequences, one per prompt")
+    if len(rewards) != len(scores):
+        raise ValueError(f"{len(rewards)} reward tensors but {len(scores)} score lists")
+    if len(rewards) == 0:
+        raise ValueError("no prompts: rewards is empty")
+    per_prompt = []
+    for g, (r, s) in enumerate(zip(rewards, scores)):
+        if not isinstance(r, torch.Tensor) or not r.is_floating_point() or r.ndim != 1:
+            raise TypeError(f"rewards[{g}] must be a 1-D floating-point tensor")
+        s = torch.as_tensor(s, dtype=torch.float64, device=r.device)
+        if s.shape != r.shape:
+            raise ValueError(f"prompt {g}: {r.shape[0]} rewards but {s.numel()} scores")
+        if not torch.isfinite(s).all():
+            raise ValueError(f"prompt {g}: scores must be finite")
+        i, j = torch.triu_indices(len(s), len(s), offset=1, device=r.device)
+        keep = s[i] != s[j]
+        i, j = i[keep], j[keep]
+        if len(i) == 0:
+            continue
+        better = torch.where(s[i] > s[j], i, j)
+        worse = torch.where(s[i] > s[j], j, i)
+        r = _at_least_fp32(r)
+        per_prompt.append(-F.logsigmoid(r[better] - r[worse]).mean())  # the 1 / C(K, 2) weighting
+    if not per_prompt:
+        raise ValueError("no prompt has two responses with different scores: nothing to compare")
+    return torch.stack(per_prompt).mean()

@@ -2,10 +2,14 @@
 
 Gao, Schulman & Hilton 2023 ("Scaling Laws for Reward Model Overoptimization", arXiv 2210.10760)
 sample n responses, keep the one a proxy reward model likes best, and score it with a gold reward.
-The more you optimise (larger n), the further the policy moves from the base policy:
-KL(best-of-n || base) = log n - (n - 1) / n. With d = sqrt(KL), the gold reward follows
-R(d) = d * (alpha - beta * d): it rises, peaks at d* = alpha / (2 beta), then falls, because the
-proxy's errors (e.g. a spurious preference for padding) dominate the tail it selects from.
+The more you optimise (larger n), the further the policy moves from the base policy. Gao et al.
+put best-of-n on the x-axis with the analytic expression log n - (n - 1) / n (`kl_best_of_n`).
+That is an UPPER BOUND on KL(best-of-n || base) (Beirami et al. 2024, "Theoretical guarantees on
+the best-of-n alignment policy", arXiv 2401.01879): tight when no single response carries much
+probability, loose when one does (`kl_best_of_n_exact` computes the true value for a finite set
+of responses). With d = sqrt(KL), the gold reward follows R(d) = d * (alpha - beta * d): it
+rises, peaks at d* = alpha / (2 beta), then falls, because the proxy's errors (e.g. a spurious
+preference for padding) dominate the tail it selects from.
 
 `best_of_n_curve` uses the unbiased estimator of E[best-of-n] from a pool of K >= n samples per
 prompt (the paper's appendix): sort the pool by proxy; the i-th lowest of K is the maximum of a
@@ -21,7 +25,7 @@ import pandas as pd
 from scipy.linalg import lstsq
 from scipy.special import gammaln
 
-__all__ = ["kl_best_of_n", "best_of_n_weights", "expected_best_of_n", "best_of_n_curve",
+__all__ = ["kl_best_of_n", "kl_best_of_n_exact", "best_of_n_probabilities", "best_of_n_weights", "expected_best_of_n", "best_of_n_curve",
            "fit_gao_bon", "gao_bon_curve", "peak_d", "rejection_subsample"]
 
 
@@ -38,13 +42,54 @@ def _check_n(n, name: str = "n") -> np.ndarray:
 
 
 def kl_best_of_n(n):
-    """KL divergence of best-of-n from the base policy: log n - (n - 1) / n (0 for n = 1).
+    """log n - (n - 1) / n (0 for n = 1): Gao et al.'s analytic KL of best-of-n, an upper bound.
 
-    The formula Gao et al. 2023 use for best-of-n. Accepts an int or an array of ints.
+    The x-axis Gao et al. 2023 use for best-of-n. Beirami et al. 2024 prove it is an upper bound
+    on KL(best-of-n || base), reached only in the limit where every response has vanishing
+    probability; `kl_best_of_n_exact` gives the true KL of a finite policy. Accepts an int or
+    an array of ints.
     """
     arr = _check_n(n).astype(float)
     out = np.log(arr) - (arr - 1.0) / arr
     return float(out) if out.ndim == 0 else out
+
+
+def _probabilities(probs) -> np.ndarray:
+    p = np.asarray(probs, dtype=float)
+    if p.ndim != 1 or p.size == 0:
+        raise ValueError(f"probs must be a non-empty 1-D array, got shape {p.shape}")
+    if not np.all(np.isfinite(p)) or np.any(p < 0):
+        raise ValueError("probs must be finite and >= 0")
+    if abs(p.sum() - 1.0) > 1e-6:
+        raise ValueError(f"probs must sum to 1, they sum to {p.sum():.6g}")
+    return p / p.sum()
+
+
+def best_of_n_probabilities(probs, n: int) -> np.ndarray:
+    """The best-of-n policy over finitely many responses with distinct rewards.
+
+    `probs[i]` is the base policy's probability of response i, responses listed in order of
+    INCREASING reward. Response i is the best of n independent draws when all n rewards are at
+    most its own and not all are below it: F_i^n - F_{i-1}^n, F the cumulative probability.
+    """
+    p = _probabilities(probs)
+    n = int(_check_n(n))
+    cdf = np.minimum(np.cumsum(p), 1.0)
+    below = np.concatenate([[0.0], cdf[:-1]])
+    return cdf ** n - below ** n
+
+
+def kl_best_of_n_exact(probs, n: int) -> float:
+    """KL(best-of-n || base) in nats for a finite policy (`probs` in order of increasing reward).
+
+    Never more than `kl_best_of_n(n)` (Beirami et al. 2024); equal to it only in the limit of
+    many responses, none with much probability. Responses of probability 0 contribute 0.
+    """
+    p = _probabilities(probs)
+    q = best_of_n_probabilities(p, n)
+    keep = q > 0
+    # KL >= 0; at n = 1 the sum is 0 up to rounding, which could print as -3e-18
+    return max(0.0, float(np.sum(q[keep] * np.log(q[keep] / p[keep]))))
 
 
 def best_of_n_weights(n: int, k: int) -> np.ndarray:
@@ -109,7 +154,8 @@ def best_of_n_curve(proxy_scores, gold_scores, ns: Sequence[int],
                     extras: Mapping[str, object] | None = None) -> pd.DataFrame:
     """Expected gold and proxy reward of best-of-n selection for each n, against KL and d.
 
-    Columns: n, kl, d = sqrt(kl), gold_mean, gold_sem (standard error over prompts), proxy_mean,
+    `kl` is Gao et al.'s analytic log n - (n - 1) / n (an upper bound on the true KL, see
+    `kl_best_of_n`), the x-axis their fits use. Columns: n, kl, d = sqrt(kl), gold_mean, gold_sem (standard error over prompts), proxy_mean,
     plus `<name>_mean` for every extra [P, K] array in `extras` (e.g. response length).
     """
     proxy = _matrix(proxy_scores, "proxy_scores")

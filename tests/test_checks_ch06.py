@@ -1,4 +1,6 @@
 """Each chapter-06 checker accepts a correct solution and rejects typical mistakes by name."""
+import copy
+import itertools
 import math
 
 import numpy as np
@@ -18,15 +20,265 @@ def todo(*args, **kwargs):
     raise NotImplementedError("Exercise")
 
 
-# --- kl_best_of_n -------------------------------------------------------------------------------
-def test_kl_best_of_n(capsys):
-    ok, out = verdict(ch06.check_kl_best_of_n, lambda n: math.log(n) - (n - 1) / n, capsys)
+# --- train_with_early_stopping -----------------------------------------------------------------
+def good_early_stopping(model, train_one_epoch, validation_loss, max_epochs, patience):
+    best_loss, best_epoch, best_state, since = float("inf"), 0, None, 0
+    for epoch in range(1, max_epochs + 1):
+        train_one_epoch(model)
+        loss = validation_loss(model)
+        if loss < best_loss:
+            best_loss, best_epoch, since = loss, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            since += 1
+            if since >= patience:
+                break
+    model.load_state_dict(best_state)
+    return best_epoch
+
+
+def test_early_stopping(capsys):
+    ok, out = verdict(ch06.check_early_stopping, good_early_stopping, capsys)
     assert ok and out.startswith("✅")
-    ok, out = verdict(ch06.check_kl_best_of_n, lambda n: math.log(n), capsys)
-    assert not ok and "subtracts (n - 1) / n" in out
-    ok, out = verdict(ch06.check_kl_best_of_n, lambda n: math.log(n) - (n - 1), capsys)
-    assert not ok and "subtracted n - 1" in out
-    ok, out = verdict(ch06.check_kl_best_of_n, todo, capsys)
+
+    def by_reference(model, train_one_epoch, validation_loss, max_epochs, patience):
+        best_loss, best_epoch, best_state, since = float("inf"), 0, None, 0
+        for epoch in range(1, max_epochs + 1):
+            train_one_epoch(model)
+            loss = validation_loss(model)
+            if loss < best_loss:
+                best_loss, best_epoch, since = loss, epoch, 0
+                best_state = model.state_dict()  # live tensors: becomes the last
+            else:
+                since += 1
+                if since >= patience:
+                    break
+        model.load_state_dict(best_state)
+        return best_epoch
+
+    ok, out = verdict(ch06.check_early_stopping, by_reference, capsys)
+    assert not ok and "reference" in out and "deep copy" in out
+
+    def no_restore(model, train_one_epoch, validation_loss, max_epochs, patience):
+        best_loss, best_epoch, since = float("inf"), 0, 0
+        for epoch in range(1, max_epochs + 1):
+            train_one_epoch(model)
+            loss = validation_loss(model)
+            if loss < best_loss:
+                best_loss, best_epoch, since = loss, epoch, 0
+            else:
+                since += 1
+                if since >= patience:
+                    break
+        return best_epoch
+
+    ok, out = verdict(ch06.check_early_stopping, no_restore, capsys)
+    assert not ok and "still holds the weights" in out
+
+    def rebinding(model, train_one_epoch, validation_loss, max_epochs, patience):
+        best_loss, best_epoch, best_model, since = float("inf"), 0, None, 0
+        for epoch in range(1, max_epochs + 1):
+            train_one_epoch(model)
+            loss = validation_loss(model)
+            if loss < best_loss:
+                best_loss, best_epoch, since = loss, epoch, 0
+                best_model = copy.deepcopy(model)
+            else:
+                since += 1
+                if since >= patience:
+                    break
+        model = best_model  # noqa: F841 (the caller never sees this)
+        return best_epoch
+
+    ok, out = verdict(ch06.check_early_stopping, rebinding, capsys)
+    assert not ok and "rebinding" in out
+
+    def ties_improve(model, train_one_epoch, validation_loss, max_epochs, patience):
+        best_loss, best_epoch, best_state, since = float("inf"), 0, None, 0
+        for epoch in range(1, max_epochs + 1):
+            train_one_epoch(model)
+            loss = validation_loss(model)
+            if loss <= best_loss:
+                best_loss, best_epoch, since = loss, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since += 1
+                if since >= patience:
+                    break
+        model.load_state_dict(best_state)
+        return best_epoch
+
+    ok, out = verdict(ch06.check_early_stopping, ties_improve, capsys)
+    assert not ok and "TIES" in out
+
+    def one_too_many(model, train_one_epoch, validation_loss, max_epochs, patience):
+        best_loss, best_epoch, best_state, since = float("inf"), 0, None, 0
+        for epoch in range(1, max_epochs + 1):
+            train_one_epoch(model)
+            loss = validation_loss(model)
+            if loss < best_loss:
+                best_loss, best_epoch, since = loss, epoch, 0
+                best_state = copy.deepcopy(model.state_dict())
+            else:
+                since += 1
+                if since > patience:
+                    break
+        model.load_state_dict(best_state)
+        return best_epoch
+
+    ok, out = verdict(ch06.check_early_stopping, one_too_many, capsys)
+    assert not ok and "one too many" in out
+
+    def never_stops(model, train_one_epoch, validation_loss, max_epochs, patience):
+        best_loss, best_epoch, best_state = float("inf"), 0, None
+        for epoch in range(1, max_epochs + 1):
+            train_one_epoch(model)
+            loss = validation_loss(model)
+            if loss < best_loss:
+                best_loss, best_epoch = loss, epoch
+                best_state = copy.deepcopy(model.state_dict())
+        model.load_state_dict(best_state)
+        return best_epoch
+
+    ok, out = verdict(ch06.check_early_stopping, never_stops, capsys)
+    assert not ok and "trained all" in out
+
+    def zero_based(model, train_one_epoch, validation_loss, max_epochs, patience):
+        return good_early_stopping(model, train_one_epoch, validation_loss, max_epochs, patience) - 1
+
+    ok, out = verdict(ch06.check_early_stopping, zero_based, capsys)
+    assert not ok and "counted from 0" in out
+
+    def validates_untrained(model, train_one_epoch, validation_loss, max_epochs, patience):
+        validation_loss(model)
+        return good_early_stopping(model, train_one_epoch, validation_loss, max_epochs, patience)
+
+    ok, out = verdict(ch06.check_early_stopping, validates_untrained, capsys)
+    assert not ok and "after each epoch" in out
+    ok, out = verdict(ch06.check_early_stopping, todo, capsys)
+    assert not ok and out.startswith("⏳")
+
+
+# --- pairwise_loss (margin, centering) ----------------------------------------------------------
+def good_pairwise(chosen, rejected, margin=None, center_coef=0.0):
+    gap = chosen - rejected - (0.0 if margin is None else margin)
+    return -F.logsigmoid(gap).mean() + center_coef * ((chosen + rejected) ** 2).mean()
+
+
+def test_pairwise_loss(capsys):
+    ok, out = verdict(ch06.check_pairwise_loss, good_pairwise, capsys)
+    assert ok and out.startswith("✅")
+    wrong = {
+        "wrong sign": lambda c, r, m=None, k=0.0: good_pairwise(c, r, None if m is None else -m, k),
+        "not the difference": lambda c, r, m=None, k=0.0: good_pairwise(c, r, m) + k * ((c - r) ** 2).mean(),
+        "only pins the global mean": lambda c, r, m=None, k=0.0: good_pairwise(c, r, m) + k * (c + r).mean() ** 2,
+        "summed the centering": lambda c, r, m=None, k=0.0: good_pairwise(c, r, m) + k * ((c + r) ** 2).sum(),
+        "4 times the midpoint": lambda c, r, m=None, k=0.0: good_pairwise(c, r, m) + k * (((c + r) / 2) ** 2).mean(),
+        "logsigmoid": lambda c, r, m=None, k=0.0: (-torch.log(torch.sigmoid(c - r - (0.0 if m is None else m)))).mean()
+        + k * ((c + r) ** 2).mean(),
+        "rewards the rejected": lambda c, r, m=None, k=0.0: good_pairwise(r, c, m, k),
+        "take the mean": lambda c, r, m=None, k=0.0: -F.logsigmoid(c - r).sum(),
+        "connected": lambda c, r, m=None, k=0.0: good_pairwise(c, r, m, k).detach(),
+        "expected a torch.Tensor": lambda c, r, m=None, k=0.0: float(good_pairwise(c, r, m, k)),
+    }
+    for phrase, fn in wrong.items():
+        ok, out = verdict(ch06.check_pairwise_loss, fn, capsys)
+        assert not ok and phrase in out, (phrase, out)
+
+
+# --- kwise_loss ---------------------------------------------------------------------------------
+def good_kwise(rewards, scores):
+    per_prompt = []
+    for r, s in zip(rewards, scores):
+        terms = [-F.logsigmoid(r[i] - r[j]) if s[i] > s[j] else -F.logsigmoid(r[j] - r[i])
+                 for i, j in itertools.combinations(range(len(s)), 2) if s[i] != s[j]]
+        per_prompt.append(torch.stack(terms).mean())
+    return torch.stack(per_prompt).mean()
+
+
+def test_kwise_loss(capsys):
+    ok, out = verdict(ch06.check_kwise_loss, good_kwise, capsys)
+    assert ok and out.startswith("✅")
+
+    def pooled(rewards, scores):
+        terms = [-F.logsigmoid(r[i] - r[j]) if s[i] > s[j] else -F.logsigmoid(r[j] - r[i])
+                 for r, s in zip(rewards, scores)
+                 for i, j in itertools.combinations(range(len(s)), 2) if s[i] != s[j]]
+        return torch.stack(terms).mean()
+
+    def summed(rewards, scores):
+        out = []
+        for r, s in zip(rewards, scores):
+            out.append(torch.stack([-F.logsigmoid(r[i] - r[j]) if s[i] > s[j] else -F.logsigmoid(r[j] - r[i])
+                                    for i, j in itertools.combinations(range(len(s)), 2) if s[i] != s[j]]).sum())
+        return torch.stack(out).mean()
+
+    def neighbours(rewards, scores):
+        out = []
+        for r, s in zip(rewards, scores):
+            order = torch.argsort(torch.as_tensor(s), descending=True)
+            out.append(-F.logsigmoid(r[order[:-1]] - r[order[1:]]).mean())
+        return torch.stack(out).mean()
+
+    def lower_wins(rewards, scores):
+        return good_kwise(rewards, [-torch.as_tensor(s) for s in scores])
+
+    def ties_counted(rewards, scores):
+        per_prompt = []
+        for r, s in zip(rewards, scores):
+            terms = [-F.logsigmoid(r[i] - r[j]) if s[i] >= s[j] else -F.logsigmoid(r[j] - r[i])
+                     for i, j in itertools.combinations(range(len(s)), 2)]
+            per_prompt.append(torch.stack(terms).mean())
+        return torch.stack(per_prompt).mean()
+
+    for phrase, fn in {"outweighs": pooled, "divide by C(K, 2)": summed, "neighbouring": neighbours,
+                       "LOWER score": lower_wins, "makes no comparison": ties_counted,
+                       "connected": lambda r, s: good_kwise(r, s).detach()}.items():
+        ok, out = verdict(ch06.check_kwise_loss, fn, capsys)
+        assert not ok and phrase in out, (phrase, out)
+
+
+# --- kl_best_of_n_exact -------------------------------------------------------------------------
+def good_kl_exact(probs, n):
+    cdf = np.cumsum(probs)
+    q = cdf ** n - np.concatenate([[0.0], cdf[:-1]]) ** n
+    keep = q > 0
+    return float(np.sum(q[keep] * np.log(q[keep] / probs[keep])))
+
+
+def test_kl_best_of_n_exact(capsys):
+    ok, out = verdict(ch06.check_kl_best_of_n_exact, good_kl_exact, capsys)
+    assert ok and out.startswith("✅")
+
+    def no_skip(probs, n):
+        cdf = np.cumsum(probs)
+        q = cdf ** n - np.concatenate([[0.0], cdf[:-1]]) ** n
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return float(np.sum(q * np.log(q / probs)))
+
+    def reverse(probs, n):
+        cdf = np.cumsum(probs)
+        q = cdf ** n - np.concatenate([[0.0], cdf[:-1]]) ** n
+        keep = q > 0
+        return float(np.sum(probs[keep] * np.log(probs[keep] / q[keep])))
+
+    def worst_of_n(probs, n):
+        return good_kl_exact(probs[::-1].copy(), n)
+
+    def bits(probs, n):
+        return good_kl_exact(probs, n) / math.log(2)
+
+    def no_difference(probs, n):
+        q = np.cumsum(probs) ** n
+        return float(np.sum(q * np.log(q / probs)))
+
+    wrong = {"contributes 0": no_skip, "KL(base || best-of-n)": reverse, "worst-of-n": worst_of_n,
+             "bits": bits, "AT MOST": no_difference,
+             "analytic upper bound": lambda p, n: math.log(n) - (n - 1) / n}
+    for phrase, fn in wrong.items():
+        ok, out = verdict(ch06.check_kl_best_of_n_exact, fn, capsys)
+        assert not ok and phrase in out, (phrase, out)
+    ok, out = verdict(ch06.check_kl_best_of_n_exact, todo, capsys)
     assert not ok and out.startswith("⏳")
 
 
@@ -120,7 +372,7 @@ def test_uncertainty_weighted_pair_loss(capsys):
         return (w * -F.logsigmoid(c.mean(0) - r.mean(0))).mean()
 
     ok, out = verdict(ch06.check_uncertainty_weighted_pair_loss, attached, capsys)
-    assert not ok and ".detach()" in out
+    assert not ok and ".detach()" in out and "disagree" in out and "agreeing" not in out
 
     ok, out = verdict(ch06.check_uncertainty_weighted_pair_loss,
                       lambda c, r: good_weighted(c, r).item(), capsys)

@@ -60,7 +60,6 @@ BUILT = {
     ("06_stability", "N_TEST"): "test_ch06_data",
     ("06_stability", "N_RANK"): "test_ch06_data",
     ("06_stability", "N_POOL"): "test_ch06_best_of_n_pools",
-    ("06_stability", "POOL_SIZE"): "test_ch06_best_of_n_pools",
     **{("07_judges_and_generative_rms", name): "test_ch07_data" for name in (
         "N_TRAIN", "N_TEST", "N_JUDGE", "N_POS", "N_POOLS", "N_SIM", "N_GENRM", "N_BON",
         "N_CLOUD_TRAIN", "N_CLOUD_TEST", "N_CLOUD_BIG", 'world.pairs("validation", scaled(*')},
@@ -266,11 +265,19 @@ def test_ch06_data():
 
 def test_ch06_best_of_n_pools():
     """The crash the first GPU reading found: 400 pools of 160 with K = 32 kept after rejection
-    sampling at keep rate 0.5 ** fillers leave some prompt short and `rejection_subsample` raises."""
+    sampling at keep rate 0.5 ** fillers leave some prompt short and `rejection_subsample` raises.
+    The chapter now draws pools of the same size at every scale (a plain `POOL_SIZE, K = ...`)."""
     from rmcourse.overoptimization import rejection_subsample
     from rmcourse.world import PreferenceWorld
 
-    n_pool, pool_size = gpu("06_stability", "N_POOL"), gpu("06_stability", "POOL_SIZE")
+    literals = {}
+    for source in _code(ROOT / "notebooks" / "06_stability.ipynb"):
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Tuple):
+                names = [t.id for t in node.targets[0].elts if isinstance(t, ast.Name)]
+                if "POOL_SIZE" in names:
+                    literals.update(zip(names, ast.literal_eval(node.value)))
+    n_pool, pool_size = gpu("06_stability", "N_POOL"), literals["POOL_SIZE"]
     pools = PreferenceWorld(seed=0).candidate_pools(n_pool, pool_size)
     padding = np.asarray(pools["padding"], dtype=float)
     idx = rejection_subsample(padding, 0.5, 32, seed=0)
