@@ -7,9 +7,13 @@ confidences and averages |accuracy - confidence| weighted by bin size (Guo et al
 Calibration of Modern Neural Networks", arXiv 1706.04599, which also introduced temperature
 scaling: divide the logits by one scalar T fitted on validation NLL).
 
-The seed note paired p(chosen) with the correctness of the hard prediction, which is not a
-calibration measure (a confident wrong answer then looks calibrated), and compared a Python list
-with a float (a TypeError). Here confidence and correctness always refer to the predicted side.
+The seed note paired p(chosen) with "the model preferred chosen" (r_chosen > r_rejected) instead of
+"chosen is truly better", and compared a Python list with a float (a TypeError). That pairing is
+not a calibration measure: the "accuracy" is 1 whenever p > 0.5 and 0 otherwise, so with its ten
+bins on [0, 1] (0.5 is a bin edge) the seed's ECE equals 1 - mean(max(p, 1 - p)), the model's
+average uncertainty. It never looks at the labels: a confidently wrong model passes it (chapter 05
+shows one). Here confidence and correctness always refer to the predicted side, and correctness
+to the labels.
 """
 from __future__ import annotations
 

@@ -2,7 +2,10 @@
 
 Kendall's tau compares two orderings of the same items through their pairs: +1 when every pair is
 ordered alike, -1 when every pair is reversed. It must be given two *scores of the same items in
-the same item order* (scipy.stats.kendalltau; the tau-b variant, which handles ties).
+the same item order*. `kendall_tau` is scipy.stats.kendalltau's tau-b, which handles ties: over the
+n0 = n(n-1)/2 unordered pairs, tau_b = (C - D) / sqrt((n0 - n1)(n0 - n2)) with C concordant and D
+discordant pairs, n1 pairs tied in the first scores and n2 in the second (chapter 05's exercise
+computes it by counting).
 
 The seed note computed `kendalltau(true_ranking, np.argsort(scores)[::-1])`: argsort returns the
 *indices* of the items from best to worst, an item order, not each item's rank, so tau compares

@@ -13,6 +13,12 @@ analysis/get_benchmark_results.py) is
   accuracy on anthropic_helpful, anthropic_hhh, shp and summarize at half weight:
   (2 * (chat + chat_hard + safety + reasoning) + prior) / 9.
 
+Until 2024-09-10 the official code had the two xstest example counts swapped (should-refuse 250,
+should-respond 154; the subsets hold 154 and 250 pairs), so numbers quoted before then differ.
+ArmoRM's model card, for instance, quotes 89.0 with prior sets (Safety 92.2, score 90.8) under the
+old counts; its per-subset results give Safety 90.5, score 90.4 and 88.6 with prior sets under the
+current ones (chapter 05 recomputes both).
+
 All accuracies here are fractions in [0, 1]; published leaderboards print percentages.
 Every function also takes `section_subsets` / `weights`, so the same code scores a custom
 benchmark with its own subset names (e.g. the course's mini-bench built from the preference world).
@@ -100,8 +106,10 @@ LEADERBOARD_SOURCE = (
 _LEADERBOARD_ROWS = [
     # model, chat, chat_hard, safety, reasoning, score, score_exact, score_with_prior, note
     ("Skywork-Reward-Llama-3.1-8B", 95.8, 87.3, 90.8, 96.2, 92.5, True, np.nan, ""),
-    ("ArmoRM-Llama3-8B-v0.1", 96.9, 76.8, 90.5, 97.3, 90.4, True, 89.0,
-     "89.0 with prior sets, as on its model card"),
+    # Recomputed from its per-subset results: 88.6 with the prior sets under the current xstest
+    # weights. Its model card's 89.0 (and 90.8, Safety 92.2) used the pre-2024-09-10 weights.
+    ("ArmoRM-Llama3-8B-v0.1", 96.9, 76.8, 90.5, 97.3, 90.4, True, 88.6,
+     "88.6 with prior sets; the model card's 89.0 used the old xstest weights (Safety 92.2)"),
     ("internlm2-20b-reward", 98.9, 76.5, 89.5, 95.8, 90.2, True, np.nan, ""),
     ("FsfairX-LLaMA3-RM-v0.1", 99.4, 65.1, 86.8, 86.4, 84.4, True, np.nan, ""),
     ("UltraRM-13b", 95.0, 48.7, 61.8, 77.0, 70.0, False, np.nan,

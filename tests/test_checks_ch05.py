@@ -144,15 +144,177 @@ def test_fit_temperature(capsys):
     assert not ok and "need T about" in out
 
 
-# --- kendall_tau --------------------------------------------------------------------------------
-def test_kendall_tau(capsys):
-    ok, out = verdict(ch05.check_kendall_tau, lambda t, p: kendalltau(t, p).statistic, capsys)
-    assert ok and out.startswith("✅")
+# --- kendall_tau (tau-b by counting pairs) ------------------------------------------------------
+def _counts(x, y, tie_test=lambda d: d == 0):
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError("x and y must score the same items")
+    c = d = tx = ty = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = x[i] - x[j], y[i] - y[j]
+            if tie_test(dx):
+                tx += 1
+            if tie_test(dy):
+                ty += 1
+            if not tie_test(dx) and not tie_test(dy):
+                if (dx > 0) == (dy > 0):
+                    c += 1
+                else:
+                    d += 1
+    return c, d, tx, ty, len(x) * (len(x) - 1) / 2
 
-    def seed(t, p):
-        return kendalltau(t, np.argsort(p)[::-1]).statistic
+
+def good_kendall_tau(x, y):
+    c, d, tx, ty, n0 = _counts(x, y)
+    if tx == n0 or ty == n0:
+        raise ValueError("tau-b is undefined when one side gives every item the same score")
+    return (c - d) / np.sqrt((n0 - tx) * (n0 - ty))
+
+
+def test_kendall_tau_accepts_counting_and_scipy(capsys):
+    ok, out = verdict(ch05.check_kendall_tau, good_kendall_tau, capsys)
+    assert ok and out.startswith("✅"), out
+
+    def with_scipy(x, y):
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        if x.shape != y.shape or len(set(x)) < 2 or len(set(y)) < 2:
+            raise ValueError("undefined")
+        return kendalltau(x, y).statistic
+
+    ok, out = verdict(ch05.check_kendall_tau, with_scipy, capsys)
+    assert ok, out
+    ok, out = verdict(ch05.check_kendall_tau, todo, capsys)
+    assert not ok and out.startswith("⏳")
+
+
+def test_kendall_tau_rejects_argsort(capsys):
+    def seed(x, y):
+        return kendalltau(x, np.argsort(y)[::-1]).statistic
 
     ok, out = verdict(ch05.check_kendall_tau, seed, capsys)
     assert not ok and "argsort" in out
-    ok, out = verdict(ch05.check_kendall_tau, lambda t, p: -kendalltau(t, p).statistic, capsys)
+
+
+def test_kendall_tau_rejects_tau_a_gamma_and_ties_as_concordant(capsys):
+    def tau_a(x, y):
+        c, d, tx, ty, n0 = _counts(x, y)
+        if tx == n0 or ty == n0:
+            raise ValueError("undefined")
+        return (c - d) / n0
+
+    ok, out = verdict(ch05.check_kendall_tau, tau_a, capsys)
+    assert not ok and "tau-a" in out
+
+    def gamma(x, y):
+        c, d, tx, ty, n0 = _counts(x, y)
+        if tx == n0 or ty == n0:
+            raise ValueError("undefined")
+        return (c - d) / (c + d)
+
+    ok, out = verdict(ch05.check_kendall_tau, gamma, capsys)
+    assert not ok and "gamma" in out
+
+    def ties_concordant(x, y):
+        x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+        if x.shape != y.shape or len(set(x)) < 2 or len(set(y)) < 2:
+            raise ValueError("undefined")
+        n0 = len(x) * (len(x) - 1) / 2
+        s = sum(1 if (x[i] - x[j]) * (y[i] - y[j]) >= 0 else -1
+                for i in range(len(x)) for j in range(i + 1, len(x)))
+        return s / n0
+
+    ok, out = verdict(ch05.check_kendall_tau, ties_concordant, capsys)
+    assert not ok and "concordant" in out
+
+
+def test_kendall_tau_rejects_double_counting_and_sign_errors(capsys):
+    ok, out = verdict(ch05.check_kendall_tau, lambda x, y: 2 * good_kendall_tau(x, y), capsys)
+    assert not ok and "twice" in out
+    ok, out = verdict(ch05.check_kendall_tau, lambda x, y: -good_kendall_tau(x, y), capsys)
     assert not ok and "tau = 1" in out
+
+
+def test_kendall_tau_demands_value_errors(capsys):
+    def nan_when_constant(x, y):
+        c, d, tx, ty, n0 = _counts(x, y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.float64(c - d) / np.sqrt((n0 - tx) * (n0 - ty))
+
+    ok, out = verdict(ch05.check_kendall_tau, nan_when_constant, capsys)
+    assert not ok and "undefined" in out
+
+    def zero_division(x, y):
+        c, d, tx, ty, n0 = _counts(x, y)
+        return (c - d) / ((n0 - tx) * (n0 - ty)) ** 0.5
+
+    ok, out = verdict(ch05.check_kendall_tau, zero_division, capsys)
+    assert not ok and "dividing by zero" in out
+
+    def truncating(x, y):
+        n = min(len(x), len(y))
+        return good_kendall_tau(np.asarray(x)[:n], np.asarray(y)[:n])
+
+    ok, out = verdict(ch05.check_kendall_tau, truncating, capsys)
+    assert not ok and "different lengths" in out
+
+
+# --- predicted_side -----------------------------------------------------------------------------
+def good_predicted_side(chosen, rejected, labels):
+    gap = np.asarray(chosen, dtype=float) - np.asarray(rejected, dtype=float)
+    p = expit(gap)
+    labels = np.asarray(labels)
+    correct = ((gap > 0) & (labels == 1)) | ((gap < 0) & (labels == 0))
+    return np.maximum(p, 1 - p), correct
+
+
+def test_predicted_side_accepts_a_correct_solution(capsys):
+    ok, out = verdict(ch05.check_predicted_side_confidence, good_predicted_side, capsys)
+    assert ok and out.startswith("✅"), out
+    ok, out = verdict(ch05.check_predicted_side_confidence, todo, capsys)
+    assert not ok and out.startswith("⏳")
+
+
+def test_predicted_side_rejects_the_seed_pairing(capsys):
+    def seed(chosen, rejected, labels):
+        gap = np.asarray(chosen) - np.asarray(rejected)
+        return expit(gap), (gap > 0).astype(float)
+
+    ok, out = verdict(ch05.check_predicted_side_confidence, seed, capsys)
+    assert not ok and "p(chosen)" in out and "errata 10" in out
+
+
+def test_predicted_side_rejects_typical_mistakes(capsys):
+    def truth_probability(chosen, rejected, labels):
+        conf, correct = good_predicted_side(chosen, rejected, labels)
+        p = expit(np.asarray(chosen) - np.asarray(rejected))
+        return np.where(np.asarray(labels) == 1, p, 1 - p), correct
+
+    ok, out = verdict(ch05.check_predicted_side_confidence, truth_probability, capsys)
+    assert not ok and "ITS OWN choice" in out
+
+    def ignores_labels(chosen, rejected, labels):
+        conf, _ = good_predicted_side(chosen, rejected, labels)
+        return conf, np.asarray(chosen) > np.asarray(rejected)
+
+    ok, out = verdict(ch05.check_predicted_side_confidence, ignores_labels, capsys)
+    assert not ok and "ignores the labels" in out
+
+    def ties_right(chosen, rejected, labels):
+        gap = np.asarray(chosen, dtype=float) - np.asarray(rejected, dtype=float)
+        conf, _ = good_predicted_side(chosen, rejected, labels)
+        return conf, (gap >= 0) == (np.asarray(labels) == 1)
+
+    ok, out = verdict(ch05.check_predicted_side_confidence, ties_right, capsys)
+    assert not ok and "tie" in out
+
+    def raw_gap(chosen, rejected, labels):
+        _, correct = good_predicted_side(chosen, rejected, labels)
+        return np.abs(np.asarray(chosen) - np.asarray(rejected)), correct
+
+    ok, out = verdict(ch05.check_predicted_side_confidence, raw_gap, capsys)
+    assert not ok and "probability" in out
+
+    ok, out = verdict(ch05.check_predicted_side_confidence,
+                      lambda c, r, y: good_predicted_side(c, r, y)[0], capsys)
+    assert not ok and "(confidence, correct)" in out

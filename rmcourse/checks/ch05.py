@@ -1,7 +1,7 @@
 """Checkers for chapter 05 (evaluating a reward model). Each takes the learner's function.
 
-Every checker compares against `rmcourse.rewardbench`, `rmcourse.calibration` and
-`rmcourse.ranking` on small hand-made and random inputs, and names the typical mistake it sees.
+Every checker compares against `rmcourse.rewardbench`, `rmcourse.calibration`, `rmcourse.ranking`
+or SciPy on small hand-made and random inputs, and names the typical mistake it sees.
 """
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import numpy as np
 import torch
 from scipy.special import expit
 
-from rmcourse.calibration import expected_calibration_error, fit_temperature
+from scipy.stats import kendalltau
+
+from rmcourse.calibration import expected_calibration_error, fit_temperature, predicted_side_confidence
 from rmcourse.checking import as_number, check, expect
-from rmcourse.ranking import kendall_tau, seed_kendall_tau
+from rmcourse.ranking import seed_kendall_tau
 
 __all__ = [
     "check_section_score",
@@ -22,6 +24,7 @@ __all__ = [
     "check_expected_calibration_error",
     "check_fit_temperature",
     "check_kendall_tau",
+    "check_predicted_side_confidence",
 ]
 
 
@@ -161,22 +164,164 @@ def check_fit_temperature(fn: Callable) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
+def _pair_counts(x: np.ndarray, y: np.ndarray) -> dict[str, int]:
+    """Over all unordered pairs i < j: concordant, discordant, tied in x only, in y only, in both."""
+    out = {"concordant": 0, "discordant": 0, "tied_x": 0, "tied_y": 0, "tied_both": 0}
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+            if dx == 0 and dy == 0:
+                out["tied_both"] += 1
+            elif dx == 0:
+                out["tied_x"] += 1
+            elif dy == 0:
+                out["tied_y"] += 1
+            elif dx == dy:
+                out["concordant"] += 1
+            else:
+                out["discordant"] += 1
+    return out
+
+
+def _tau_mistakes(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """What the usual wrong versions of tau-b return on (x, y), each with the message for it."""
+    k = _pair_counts(x, y)
+    c, d = k["concordant"], k["discordant"]
+    n0 = len(x) * (len(x) - 1) / 2
+    ties_as_concordant = c + k["tied_x"] + k["tied_y"] + k["tied_both"]
+    return {
+        "this is tau-a, (C - D) / (n(n-1)/2): with ties the denominator must leave out the pairs tied "
+        "in x and, separately, those tied in y: sqrt((n0 - n1) * (n0 - n2))": (c - d) / n0,
+        "this is Goodman-Kruskal gamma, (C - D) / (C + D): tau-b keeps the pairs tied in only one of "
+        "the two rankings in its denominator": (c - d) / (c + d) if c + d else float("nan"),
+        "tied pairs were counted as concordant (a >= or <= where the comparison must be strict): a "
+        "pair tied in either ranking is neither concordant nor discordant":
+            (ties_as_concordant - d) / n0,
+    }
+
+
 def check_kendall_tau(fn: Callable) -> bool:
-    """Exercise: kendall_tau(true_scores, predicted_scores) on the SCORES of the same items."""
+    """Exercise: kendall_tau(x, y) = tau-b by counting concordant and discordant pairs."""
 
     def test() -> None:
         quality = np.array([3.0, 1.0, 4.0, 2.0, 5.0, 0.0])
         got = _number(fn(quality, quality / 10), "kendall_tau")
-        if abs(got - seed_kendall_tau(quality, quality / 10)) < 1e-9:
+        if abs(got - seed_kendall_tau(quality, quality / 10)) < 1e-9 and abs(got - 1.0) > 1e-9:
             raise AssertionError(f"a perfect ordering gave {got:.3f}: argsort returns item indices in "
-                                 "score order, not ranks; compare the two score arrays directly")
+                                 "score order, not ranks; compare the two score arrays pair by pair")
+        if abs(got - 2.0) < 1e-9:
+            raise AssertionError("a perfect ordering gave 2: every unordered pair was counted twice "
+                                 "(i, j and j, i); count each pair once, i < j")
         expect(abs(got - 1.0) < 1e-9, f"identical orderings must give tau = 1, got {got:.3f}")
         got = _number(fn(quality, -quality), "kendall_tau")
-        expect(abs(got + 1.0) < 1e-9, f"reversed orderings must give tau = -1, got {got:.3f}")
-        rng = np.random.default_rng(3)
-        a, b = rng.normal(size=9), rng.normal(size=9)
-        got = _number(fn(a, b), "kendall_tau")
-        want = kendall_tau(a, b)
-        expect(abs(got - want) < 1e-9, f"on random scores expected {want:.4f}, got {got:.4f}")
+        expect(abs(got + 1.0) < 1e-9, f"reversed orderings must give tau = -1, got {got:.3f}: is a "
+                                      "discordant pair (x and y moving in opposite directions) "
+                                      "subtracted?")
+        got = _number(fn(list(quality), list(quality)), "kendall_tau(lists)")
+        expect(abs(got - 1.0) < 1e-9, "kendall_tau must also accept plain Python lists")
+
+        x = np.array([1.0, 2.0, 2.0, 3.0, 4.0, 4.0, 5.0])
+        y = np.array([1.0, 3.0, 2.0, 2.0, 5.0, 5.0, 4.0])
+        want = float(kendalltau(x, y).statistic)
+        got = _number(fn(x, y), "kendall_tau")
+        if abs(got - want) > 1e-9:
+            for message, value in _tau_mistakes(x, y).items():
+                if abs(got - value) < 1e-9:
+                    raise AssertionError(message)
+        expect(abs(got - want) < 1e-9, f"with ties, x = {x.tolist()} and y = {y.tolist()} give tau-b = "
+                                       f"{want:.4f} (scipy.stats.kendalltau), got {got:.4f}")
+
+        rng = np.random.default_rng(5)
+        for n in (2, 9, 15):
+            a = rng.integers(0, 4, n).astype(float)  # many ties
+            b = a + rng.integers(-2, 3, n)
+            if len(set(a)) < 2 or len(set(b)) < 2:
+                continue
+            want = float(kendalltau(a, b).statistic)
+            got = _number(fn(a, b), "kendall_tau")
+            expect(abs(got - want) < 1e-9, f"on {n} random scores with ties expected tau-b {want:.4f} "
+                                           f"(scipy.stats.kendalltau), got {got:.4f}")
+
+        try:
+            value = fn(np.array([2.0, 2.0, 2.0]), np.array([1.0, 2.0, 3.0]))
+        except ValueError:
+            pass
+        except ZeroDivisionError:
+            raise AssertionError("when one side gives every item the same score, tau-b is 0/0: raise a "
+                                 "ValueError saying so instead of dividing by zero") from None
+        else:
+            raise AssertionError(f"x = [2, 2, 2] (every item tied) returned {value!r}: tau-b is "
+                                 "undefined there (0/0); raise a ValueError that says so")
+        try:
+            fn(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0]))
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("x and y of different lengths must raise a ValueError: they must "
+                                 "score the same items")
 
     return check("kendall_tau", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def _as_vector(value: Any, what: str, n: int) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what} must be an array of numbers, got {type(value).__name__}") from None
+    expect(arr.shape == (n,), f"{what} has shape {arr.shape}, expected ({n},): one value per pair")
+    return arr
+
+
+def check_predicted_side_confidence(fn: Callable) -> bool:
+    """Exercise: predicted_side(chosen_rewards, rejected_rewards, labels) -> (confidence, correct)."""
+
+    def test() -> None:
+        chosen = np.array([2.0, 0.0, 1.0, 0.5, 0.0])
+        rejected = np.array([0.0, 2.0, 1.0, 0.0, 3.0])
+        labels = np.array([1, 1, 1, 0, 0])
+        out = fn(chosen, rejected, labels)
+        expect(isinstance(out, tuple) and len(out) == 2,
+               f"predicted_side must return (confidence, correct), got {type(out).__name__}")
+        conf = _as_vector(out[0], "confidence", 5)
+        corr = _as_vector(out[1], "correct", 5)
+        p = expit(chosen - rejected)
+        want_conf, want_corr = predicted_side_confidence(chosen, rejected, labels)
+        if np.any(conf > 1) or np.any(conf < 0):
+            raise AssertionError("confidence must be a probability: the sigmoid of the reward gap, "
+                                 "not the gap itself")
+        if np.allclose(conf, p):
+            raise AssertionError("confidence is p(chosen), the learning document's pairing (seed "
+                                 "errata 10): the confidence of a prediction is that of the side "
+                                 "predicted, max(p, 1 - p), never below 0.5")
+        if np.allclose(conf, np.where(labels == 1, p, 1 - p)):
+            raise AssertionError("confidence is the probability given to the side the label prefers; "
+                                 "calibration asks how sure the model was of ITS OWN choice, "
+                                 "max(p, 1 - p), whether or not that choice was right")
+        expect(np.allclose(conf, want_conf), f"confidence should be max(p, 1 - p) = "
+                                             f"{np.round(want_conf, 3).tolist()}, got "
+                                             f"{np.round(conf, 3).tolist()}")
+        expect(np.all((corr == 0) | (corr == 1)), "correct must hold booleans or 0/1")
+        if np.array_equal(corr, (chosen > rejected).astype(float)):
+            raise AssertionError("correct ignores the labels: it says whether the model preferred the "
+                                 "first answer (the learning document's 'accuracy'), not whether the "
+                                 "predicted side is the one the label prefers")
+        if corr[2] == 1:
+            raise AssertionError("a tie (equal rewards, p = 0.5) predicts no side: count it as wrong, "
+                                 "as pairwise accuracy does")
+        expect(np.array_equal(corr, want_corr.astype(float)),
+               f"correct should be {want_corr.astype(int).tolist()} for rewards {chosen.tolist()} vs "
+               f"{rejected.tolist()} with labels {labels.tolist()}, got {corr.astype(int).tolist()}")
+
+        rng = np.random.default_rng(7)
+        c, r = rng.normal(size=50), rng.normal(size=50)
+        y = rng.integers(0, 2, 50)
+        conf, corr = (_as_vector(v, name, 50) for v, name in zip(fn(c, r, y), ("confidence", "correct")))
+        want_conf, want_corr = predicted_side_confidence(c, r, y)
+        expect(np.allclose(conf, want_conf) and np.array_equal(corr, want_corr.astype(float)),
+               "on 50 random pairs with random labels the confidences or the correctness differ from "
+               "the predicted side's")
+
+    return check("predicted_side", test)
