@@ -1,32 +1,48 @@
 """rmcourse's reward-model trainer against TRL's RewardTrainer: same model, pairs and settings.
 
     pip install -c constraints.txt -r benchmarks/requirements.txt   # trl, optional
-    python benchmarks/bench_vs_trl.py                                # defaults: see --help
+    python benchmarks/bench_vs_trl.py --data world                  # preference-world pairs
+    python benchmarks/bench_vs_trl.py --data dialogue               # multi-turn HH-style dialogues
+    python benchmarks/bench_vs_trl.py                               # both, one table each
 
-Both sides train all-MiniLM-L6-v2 (rmcourse.models.load_reward_model("minilm"), identical starting
-weights, including the freshly initialised head) on the same preference-world pairs, with the same
-learning rate and schedule (linear warmup, cosine decay), batch size, steps, max length, AdamW
-(no weight decay), gradient clipping, dropout off (TRL's default, applied to both) and float32.
-Training pairs/s = pairs trained / wall-clock seconds of the training call (`train_reward_model`,
-which also tokenizes, against `RewardTrainer.train`, whose data was tokenized in its constructor).
-Held-out accuracy = share of clean test pairs with reward(chosen) > reward(rejected), ties wrong,
-each model scored the way it was trained.
+Rows (3 seeds each by default; seed = initial head weights and data order, the same for all
+trainers):
+- `rmcourse`: `rmcourse.trainer.train_reward_model` with its defaults (dropout off, bf16 autocast
+  where the device has bf16 units, length-grouped batches as `python -m rmcourse.train` does).
+- `trl-defaults` (the headline): TRL 1.16 `RewardTrainer` at its defaults, as a new user gets
+  them: `bf16=True`, `gradient_checkpointing=True`, `disable_dropout=True`.
+- `trl-tuned`: TRL with `bf16=False, gradient_checkpointing=False` (float32, no recomputation).
+- Ablations on demand (`--trainers`): `rmcourse-dropout` (dropout kept), `rmcourse-fp32`,
+  `rmcourse-random` (random batches instead of length-grouped), `rmcourse-no-segments` (every
+  token in segment 0, as TRL's collator sends no token_type_ids).
 
-Fairness notes (also in benchmarks/README.md):
-- TRL DROPS pairs longer than max_length (trl issue #2488) while rmcourse cuts the prompt from
-  the left; both get only the pairs that fit whole, and the script reports how many that is.
-- TRL receives the exact token ids rmcourse builds ([CLS] prompt [SEP] response [SEP]) as
-  `chosen_ids` / `rejected_ids` (a pre-tokenized dataset, which RewardTrainer accepts). Its
-  collator sends no token_type_ids, so BERT sees segment 0 everywhere; rmcourse sends the
-  tokenizer's segment ids (response = 1). Each model is evaluated with its own convention.
-- TRL's RewardConfig defaults to gradient_checkpointing=True and bf16=True; both are turned off
-  here because rmcourse uses neither on CPU (checkpointing re-runs the forward: slower, and
-  only worth it when memory is short). Its optimizer stays TRL's default (fused AdamW).
-- Only one thing differs by design: rmcourse batches pairs of similar length together
-  (length-grouped batches), TRL samples batches uniformly at random (its default sampler).
+Every trainer: all-MiniLM-L6-v2 with the same seeded head (`load_reward_model("minilm", seed=s)`),
+the same token ids, batch size, one epoch, learning rate, 10% linear warmup then cosine decay,
+AdamW (fused, weight decay 0), gradient clipping at 1.0. The hyper-parameters are matched on
+purpose; what differs is each trainer's own machinery (precision, checkpointing, batching,
+segment ids).
 
-The script exits 1 when rmcourse is below --target-speedup x TRL's pairs/s or more than
---max-accuracy-drop below TRL's held-out accuracy.
+Measured: training pairs/s = pairs trained / seconds of the training call (rmcourse's
+`train_reward_model`, which also tokenizes, against `RewardTrainer.train`, whose data is
+prepared in its constructor), in wall-clock seconds and in CPU-seconds of the process (`--speed`
+says which one the targets use: with one torch thread, CPU-seconds, i.e. the rate on an idle
+core, because on a shared machine wall time also counts the time other programs held the core).
+Held-out accuracy = share of test pairs with r(chosen) > r(rejected), ties wrong, every model
+scored in float32 with its own input convention (TRL's trained weights in a clean copy: with
+bf16, accelerate leaves the model's forward wrapped in bf16 autocast, which rounds rewards into
+ties). The
+accuracy of a trainer is the mean over seeds, with a 95% bootstrap CI over test pairs; the
+rmcourse - TRL difference gets a paired bootstrap CI.
+
+Data: pairs are tokenized once with rmcourse's truncation policy (the prompt is cut from the left
+when prompt + response exceed --max-length; a pair whose response alone does not fit is left
+out and counted) and TRL receives exactly those ids as a pre-tokenized dataset (`chosen_ids`,
+`rejected_ids`), so it drops nothing and both trainers see the same tokens.
+
+Targets (the exit code; tests never assert timings): on every data set, rmcourse's median
+training pairs/s (see --speed) >= --target-speedup (2.0) x TRL-at-its-defaults', and rmcourse's mean held-out
+accuracy at most --max-accuracy-drop (0.5) points below each TRL row's. Exit 0 when all hold,
+1 when one is missed (printed as TARGET MISSED), 2 when TRL is not installed.
 """
 from __future__ import annotations
 
@@ -42,31 +58,83 @@ import sys
 import tempfile
 import time
 import warnings
+from pathlib import Path
 
+import numpy as np
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/dialogue.py
+
+DATA_DEFAULTS = {  # max_length, learning rate
+    "world": (128, 5e-5),
+    "dialogue": (256, 3e-5),
+}
+RMCOURSE_VARIANTS = {
+    "rmcourse": {},
+    "rmcourse-dropout": {"disable_dropout": False},
+    "rmcourse-fp32": {"bf16": False},
+    "rmcourse-random": {"group_by_length": False},
+    "rmcourse-no-segments": {},
+}
+TRL_VARIANTS = {
+    "trl-defaults": {},  # bf16=True, gradient_checkpointing=True, disable_dropout=True
+    "trl-tuned": {"bf16": False, "gradient_checkpointing": False},
+}
+LABELS = {
+    "rmcourse": "rmcourse `train_reward_model` (defaults: no dropout, bf16 where supported)",
+    "rmcourse-dropout": "rmcourse, dropout kept (`disable_dropout=False`)",
+    "rmcourse-fp32": "rmcourse, float32 (`bf16=False`)",
+    "rmcourse-random": "rmcourse, random batches (`group_by_length=False`)",
+    "rmcourse-no-segments": "rmcourse, every token in segment 0 (as TRL)",
+    "trl-defaults": "TRL {v} `RewardTrainer` at its defaults (bf16, checkpointing, no dropout)",
+    "trl-tuned": "TRL {v}, tuned: float32, no checkpointing, no dropout",
+}
+DEFAULT_TRAINERS = ["rmcourse", "trl-defaults", "trl-tuned"]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n-train", type=int, default=1024, help="preference-world training pairs drawn")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", nargs="+", choices=sorted(DATA_DEFAULTS), default=["world", "dialogue"],
+                   help="data set(s): world (preference-world pairs) and/or dialogue (the same "
+                        "pairs as multi-turn HH-style transcripts, prompts of 100-250 tokens)")
+    p.add_argument("--n-train", type=int, default=1024, help="training pairs drawn")
     p.add_argument("--n-test", type=int, default=800, help="clean test pairs drawn")
-    p.add_argument("--max-length", type=int, default=128, help="tokens per sequence (both sides)")
+    p.add_argument("--max-length", type=int, default=None,
+                   help="tokens per sequence (default: 128 world, 256 dialogue)")
     p.add_argument("--batch-size", type=int, default=16, help="pairs per step")
-    p.add_argument("--epochs", type=float, default=1.0, help="passes over the kept training pairs")
-    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--epochs", type=float, default=1.0, help="passes over the training pairs")
+    p.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 5e-5 "
+                   "world, 3e-5 dialogue)")
     p.add_argument("--warmup-ratio", type=float, default=0.1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--repeats", type=int, default=1,
-                   help="runs per side, alternating rmcourse/TRL then TRL/rmcourse (median reported)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch CPU threads")
-    p.add_argument("--target-speedup", type=float, default=1.5)
-    p.add_argument("--max-accuracy-drop", type=float, default=0.01,
-                   help="largest allowed (TRL accuracy - rmcourse accuracy), as a fraction")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--trainers", nargs="+", default=DEFAULT_TRAINERS,
+                   choices=[*RMCOURSE_VARIANTS, *TRL_VARIANTS],
+                   help=f"rows to run (default: {' '.join(DEFAULT_TRAINERS)})")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--bf16-scoring", action="store_true",
+                   help="also score the rmcourse models under bf16 autocast, with and without a "
+                        "float32 reward head, and report accuracy, ties and time")
+    p.add_argument("--speed", choices=("auto", "cpu", "wall"), default="auto",
+                   help="throughput the target uses: wall = pairs per wall-clock second; cpu = "
+                        "pairs per CPU-second of the process (with one thread: the rate on an idle "
+                        "core, robust when other programs share the machine); auto = cpu with "
+                        "--threads 1, wall otherwise")
+    p.add_argument("--target-speedup", type=float, default=2.0)
+    p.add_argument("--max-accuracy-drop", type=float, default=0.5,
+                   help="largest allowed TRL - rmcourse accuracy difference, in points")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the CIs")
+    p.add_argument("--json", metavar="FILE", help="also write every run as JSON")
     args = p.parse_args(argv)
-    for name in ("n_train", "n_test", "max_length", "batch_size", "repeats", "threads"):
+    for name in ("n_train", "n_test", "batch_size", "threads", "n_boot"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.max_length is not None and args.max_length < 16:
+        p.error("--max-length must be >= 16")
+    if args.speed == "auto":
+        args.speed = "cpu" if args.threads == 1 else "wall"
+    if "rmcourse" not in args.trainers:
+        p.error("--trainers must include rmcourse (every row is compared with it)")
     return args
 
 
@@ -82,117 +150,296 @@ def quiet_libraries() -> None:
 
 
 # ---------------------------------------------------------------- data
-def build_data(args, tokenizer):
-    """(train canonical, train ids, test canonical, test ids, counts): pairs that fit whole."""
+def build_data(name: str, args, tokenizer) -> dict:
+    """Canonical train/test pairs and their token ids under rmcourse's truncation policy."""
     from rmcourse.tokenization import tokenize_pairs
     from rmcourse.world import PreferenceWorld
 
     world = PreferenceWorld(seed=0)
-    counts = {}
-    out = []
+    out: dict = {"counts": {}}
     for split, n in (("train", args.n_train), ("test", args.n_test)):
-        ds = world.pairs(split, n).select_columns(["prompt", "chosen", "rejected"])
-        # Tokenize with room to spare, then keep the pairs whose both sides fit max_length: then
-        # rmcourse never cuts a prompt and TRL never drops a pair, so both train on the same ids.
-        tok, _ = tokenize_pairs(ds, tokenizer, 512)
-        fits = [i for i, (c, r) in enumerate(zip(tok["chosen_input_ids"], tok["rejected_input_ids"]))
-                if max(len(c), len(r)) <= args.max_length]
-        counts[split] = {"drawn": n, "kept": len(fits), "dropped": n - len(fits)}
-        ds, tok = ds.select(fits), tok.select(fits)
-        ids = {"chosen_ids": tok["chosen_input_ids"], "rejected_ids": tok["rejected_input_ids"]}
-        out.append((ds, ids))
-    (train_ds, train_ids), (test_ds, test_ids) = out
-    return train_ds, train_ids, test_ds, test_ids, counts
+        ds = world.pairs(split, n)
+        if name == "dialogue":
+            from dialogue import describe, render_dialogues
+
+            ds = render_dialogues(ds, tokenizer, seed=0)
+            out.setdefault("prompt_tokens", {})[split] = describe(ds)
+        ds = ds.select_columns(["prompt", "chosen", "rejected"])
+        tok, report = tokenize_pairs(ds, tokenizer, args.max_length)
+        out[split] = tok.select_columns(["prompt", "chosen", "rejected"])  # the rows kept
+        out[f"{split}_tok"] = tok
+        out["counts"][split] = {"drawn": n, "kept": report.n_kept, "prompt_cut": report.n_truncated,
+                                "dropped": report.n_dropped,
+                                "mean_tokens": float(np.mean(tok["length"]))}
+    return out
 
 
-def fresh_model(args):
-    """MiniLM with the same seeded head every call, dropout off (TRL's default)."""
+def fresh_model(seed: int, max_length: int):
+    """MiniLM with the head initialised from `seed`, on the CPU, dropout as shipped."""
     from rmcourse.models import load_reward_model
 
-    model = load_reward_model("minilm", device="cpu", seed=args.seed, max_length=args.max_length)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    return model
+    return load_reward_model("minilm", device="cpu", seed=seed, max_length=max_length)
 
 
-def total_steps(args, n_pairs: int) -> int:
+def n_steps(args, n_pairs: int) -> int:
     import math
 
     return max(1, math.ceil(args.epochs * math.ceil(n_pairs / args.batch_size)))
 
 
-# ---------------------------------------------------------------- the two sides
-def run_rmcourse(args, train_ds, test_ds, steps: int) -> dict:
-    from rmcourse.trainer import TrainConfig, evaluate, train_reward_model
+def pairs_trained(steps: int, batch_size: int, n_pairs: int) -> int:
+    """Pairs seen in `steps` steps when each epoch ends with one smaller batch."""
+    per_epoch = -(-n_pairs // batch_size)
+    full, rest = divmod(steps, per_epoch)
+    return full * n_pairs + min(rest * batch_size, n_pairs)
 
-    model = fresh_model(args)
+
+# ---------------------------------------------------------------- the trainers
+def _drop_segments(model) -> None:
+    """Ablation: every token in segment 0, as TRL's collator (no token_type_ids) gives BERT."""
+    def hook(module, args, kwargs):
+        kwargs.pop("token_type_ids", None)
+        return args, kwargs
+
+    model.hf.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def run_rmcourse(variant: str, seed: int, args, data: dict) -> dict:
+    from rmcourse.metrics import score_tokenized
+    from rmcourse.trainer import TrainConfig, train_reward_model, use_bf16
+
+    model = fresh_model(seed, args.max_length)
+    if variant == "rmcourse-no-segments":
+        _drop_segments(model)
+    steps = n_steps(args, len(data["train"]))
+    options = {"group_by_length": True, **RMCOURSE_VARIANTS[variant]}
     config = TrainConfig(lr=args.lr, batch_size=args.batch_size, max_steps=steps,
                          warmup_ratio=args.warmup_ratio, weight_decay=0.0, max_grad_norm=1.0,
-                         max_length=args.max_length, group_by_length=True, seed=args.seed,
-                         progress=False, log_every=max(1, steps))
+                         max_length=args.max_length, seed=seed, progress=False,
+                         log_every=steps, **options)
     with contextlib.redirect_stdout(io.StringIO()):  # its "train: N pairs ..." line
-        start = time.perf_counter()
-        result = train_reward_model(model, train_ds, None, config)
-        seconds = time.perf_counter() - start
-    pairs = _pairs_trained(steps, args.batch_size, len(train_ds))
-    scores = evaluate(model, test_ds, batch_size=64, max_length=args.max_length)
-    return {"seconds": seconds, "pairs": pairs, "pairs_per_s": pairs / seconds,
-            "step_only_pairs_per_s": result.pairs_per_second, "accuracy": scores["accuracy"],
-            "final_loss": float(result.history["loss"].iloc[-1])}
+        cpu0, start = time.process_time(), time.perf_counter()
+        train_reward_model(model, data["train"], None, config)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    cpu0 = time.process_time()
+    chosen, rejected = score_tokenized(model, data["test_tok"], batch_size=64,
+                                       max_length=args.max_length)
+    scoring_cpu = time.process_time() - cpu0
+    correct = (chosen > rejected).numpy()
+    result = {"seconds": seconds, "cpu_seconds": cpu,
+              "pairs": pairs_trained(steps, args.batch_size, len(data["train"])),
+              "correct": correct.tolist(), "ties": int((chosen == rejected).sum()),
+              "bf16": use_bf16(config, "cpu"), "scoring_cpu_seconds": scoring_cpu}
+    if args.bf16_scoring and variant == "rmcourse":
+        result["bf16_scoring"] = bf16_scoring(model, data, args, (chosen, rejected))
+    return result
 
 
-def _pairs_trained(steps: int, batch_size: int, n_pairs: int) -> int:
-    """Pairs seen in `steps` steps when each epoch ends with one smaller batch."""
-    per_epoch_batches = -(-n_pairs // batch_size)
-    full_epochs, rest = divmod(steps, per_epoch_batches)
-    return full_epochs * n_pairs + min(rest * batch_size, n_pairs)
+def bf16_scoring(model, data, args, float32_scores) -> dict:
+    """Accuracy, ties and CPU time of scoring the test pairs under CPU bf16 autocast, with the
+    reward head in bf16 (a copy of the model without `float32_readout`) and in float32."""
+    import copy
+
+    import rmcourse.device as device
+    from rmcourse.metrics import score_tokenized
+    from rmcourse.trainer import reward_head
+
+    bf16_head = copy.deepcopy(model)
+    head = reward_head(bf16_head)
+    head._forward_pre_hooks.clear()  # undo float32_readout on the copy
+    head._forward_hooks.clear()
+    head.__dict__.pop("_rmcourse_float32_readout", None)
+    device.float32_readout(reward_head(model))  # already so when it trained in bf16
+    float32_head = model
+    original = device.autocast
+    c32, r32 = float32_scores
+    out = {}
+    try:
+        device.autocast = lambda dev, enabled=None: original(dev, enabled=True)
+        for name, scored in (("bf16, bf16 head", bf16_head), ("bf16, float32 head", float32_head)):
+            cpu0 = time.process_time()
+            c, r = score_tokenized(scored, data["test_tok"], batch_size=64,
+                                   max_length=args.max_length)
+            out[name] = {"cpu_seconds": time.process_time() - cpu0,
+                         "accuracy": float((c > r).float().mean()), "ties": int((c == r).sum()),
+                         "flipped": int(((c > r) != (c32 > r32)).sum()),
+                         "max_abs_diff": float((c - c32).abs().max())}
+    finally:
+        device.autocast = original
+    return out
 
 
-def run_trl(args, train_ids, test_ids, steps: int) -> dict:
+def run_trl(variant: str, seed: int, args, data: dict) -> dict:
     from datasets import Dataset
     from trl import RewardConfig, RewardTrainer
     from trl.trainer.reward_trainer import DataCollatorForPreference
 
-    model = fresh_model(args)
+    model = fresh_model(seed, args.max_length)
     hf, tokenizer = model.hf, model.tokenizer
-    warmup = int(round(args.warmup_ratio * steps))
+    train_tok = data["train_tok"]
+    steps = n_steps(args, len(train_tok))
+    ids = Dataset.from_dict({"chosen_ids": train_tok["chosen_input_ids"],
+                             "rejected_ids": train_tok["rejected_input_ids"]})
     with tempfile.TemporaryDirectory() as out:
         config = RewardConfig(
             output_dir=out, per_device_train_batch_size=args.batch_size, max_steps=steps,
-            learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=warmup,
-            weight_decay=0.0, max_grad_norm=1.0, max_length=args.max_length, seed=args.seed,
-            gradient_checkpointing=False, bf16=False, use_cpu=True, report_to="none",
-            save_strategy="no", eval_strategy="no", logging_strategy="no", disable_tqdm=True,
-            dataloader_num_workers=0)
-        trainer = RewardTrainer(model=hf, args=config, train_dataset=Dataset.from_dict(train_ids),
-                                processing_class=tokenizer)
+            learning_rate=args.lr, lr_scheduler_type="cosine",
+            warmup_steps=int(round(args.warmup_ratio * steps)), weight_decay=0.0,
+            max_grad_norm=1.0, max_length=args.max_length, seed=seed, use_cpu=True,
+            report_to="none", save_strategy="no", eval_strategy="no", logging_strategy="no",
+            disable_tqdm=True, dataloader_num_workers=0, **TRL_VARIANTS[variant])
+        trainer = RewardTrainer(model=hf, args=config, train_dataset=ids, processing_class=tokenizer)
         with contextlib.redirect_stdout(io.StringIO()):  # its end-of-training metrics dict
-            start = time.perf_counter()
+            cpu0, start = time.process_time(), time.perf_counter()
             trainer.train()
-            seconds = time.perf_counter() - start
-    pairs = _pairs_trained(steps, args.batch_size, len(train_ids["chosen_ids"]))
-    accuracy = trl_accuracy(hf, tokenizer, test_ids, DataCollatorForPreference)
-    return {"seconds": seconds, "pairs": pairs, "pairs_per_s": pairs / seconds,
-            "accuracy": accuracy}
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    # accelerate wrapped hf.forward in bf16 autocast for good (with bf16 TRL): score the trained
+    # weights in a clean copy instead, in float32 like every other row (a saved and reloaded TRL
+    # model scores the same way).
+    clean = fresh_model(seed, args.max_length).hf
+    clean.load_state_dict(hf.state_dict())
+    chosen, rejected = trl_scores(clean, tokenizer, data["test_tok"], DataCollatorForPreference)
+    return {"seconds": seconds, "cpu_seconds": cpu,
+            "pairs": pairs_trained(steps, args.batch_size, len(train_tok)),
+            "correct": (chosen > rejected).numpy().tolist(), "ties": int((chosen == rejected).sum()),
+            "bf16": bool(config.bf16), "gradient_checkpointing": bool(config.gradient_checkpointing)}
 
 
 @torch.no_grad()
-def trl_accuracy(hf, tokenizer, ids: dict, collator_cls, batch_size: int = 64) -> float:
-    """TRL's own forward (its collator, input_ids + attention_mask), ties counted wrong."""
+def trl_scores(hf, tokenizer, tok, collator_cls, batch_size: int = 64):
+    """Rewards through TRL's own collator (input_ids + attention_mask), float32, eval mode."""
     hf.eval()
     collate = collator_cls(pad_token_id=tokenizer.pad_token_id)
-    rows = [{"chosen_ids": c, "rejected_ids": r} for c, r in zip(ids["chosen_ids"], ids["rejected_ids"])]
-    correct = 0
+    rows = [{"chosen_ids": c, "rejected_ids": r}
+            for c, r in zip(tok["chosen_input_ids"], tok["rejected_input_ids"])]
+    chosen, rejected = [], []
     for s in range(0, len(rows), batch_size):
         batch = collate(rows[s:s + batch_size])
-        rewards = hf(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
-        chosen, rejected = rewards.chunk(2)
-        correct += int((chosen > rejected).sum())
-    return correct / len(rows)
+        rewards = hf(input_ids=batch["input_ids"],
+                     attention_mask=batch["attention_mask"]).logits.squeeze(-1).float()
+        c, r = rewards.chunk(2)
+        chosen.append(c)
+        rejected.append(r)
+    return torch.cat(chosen), torch.cat(rejected)
+
+
+# ---------------------------------------------------------------- statistics
+def seed_mean_correct(runs: list[dict]) -> np.ndarray:
+    """Per test pair, the share of seeds that got it right."""
+    return np.mean([np.asarray(r["correct"], dtype=float) for r in runs], axis=0)
+
+
+def bootstrap_ci(values: np.ndarray, n_boot: int, seed: int = 0) -> tuple[float, float]:
+    """95% percentile CI of the mean of `values` (resampling test pairs)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(values), size=(n_boot, len(values)))
+    means = values[idx].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def summarise(runs: dict[str, list[dict]], n_boot: int, speed: str) -> dict:
+    """Per trainer: median pairs/s (by `speed`: "cpu" or "wall"), seed-mean accuracy with a
+    bootstrap CI over test pairs, and rmcourse minus this trainer (paired over test pairs)."""
+    out = {}
+    base = seed_mean_correct(runs["rmcourse"])
+    for trainer, rs in runs.items():
+        per_pair = seed_mean_correct(rs)
+        wall_speeds = [r["pairs"] / r["seconds"] for r in rs]
+        cpu_speeds = [r["pairs"] / r["cpu_seconds"] for r in rs]
+        speeds = cpu_speeds if speed == "cpu" else wall_speeds
+        accs = [float(np.mean(r["correct"])) for r in rs]
+        out[trainer] = {
+            "pairs_per_s": statistics.median(speeds), "pairs_per_s_range": (min(speeds), max(speeds)),
+            "pairs_per_wall_s": statistics.median(wall_speeds),
+            "pairs_per_cpu_s": statistics.median(cpu_speeds),
+            "accuracy": float(per_pair.mean()), "accuracy_ci": bootstrap_ci(per_pair, n_boot),
+            "accuracy_per_seed": accs, "ties": sum(r["ties"] for r in rs),
+            # rmcourse minus this trainer, paired over test pairs
+            "rmcourse_minus": float((base - per_pair).mean()),
+            "rmcourse_minus_ci": bootstrap_ci(base - per_pair, n_boot),
+        }
+    return out
 
 
 # ---------------------------------------------------------------- main
+def run_data_set(name: str, args, trl_version: str) -> tuple[dict, list[str]]:
+    max_length, lr = DATA_DEFAULTS[name]
+    args = argparse.Namespace(**vars(args))
+    args.max_length = args.max_length or max_length
+    args.lr = args.lr or lr
+    tokenizer = fresh_model(0, args.max_length).tokenizer
+    data = build_data(name, args, tokenizer)
+    steps = n_steps(args, len(data["train"]))
+    print(f"\n## data set: {name}")
+    for split, c in data["counts"].items():
+        print(f"{split}: {c['kept']} of {c['drawn']} pairs kept at max_length={args.max_length} "
+              f"({c['prompt_cut']} with the prompt cut from the left, {c['dropped']} left out), "
+              f"{c['mean_tokens']:.0f} tokens per longer side on average")
+    for split, d in data.get("prompt_tokens", {}).items():
+        print(f"{split} dialogue prompts before truncation: {d['min']}-{d['max']} tokens "
+              f"(median {d['median']:.0f}), {d['mean_turns']:.1f} human turns on average")
+    print(f"settings: batch {args.batch_size} pairs, {steps} steps ({args.epochs:g} epoch), lr "
+          f"{args.lr:g}, warmup {args.warmup_ratio:g} then cosine, AdamW wd 0, clip 1.0, "
+          f"{torch.get_num_threads()} torch threads; seeds {args.seeds}", flush=True)
+
+    runs: dict[str, list[dict]] = {t: [] for t in args.trainers}
+    for k, seed in enumerate(args.seeds):
+        order = args.trainers[k % len(args.trainers):] + args.trainers[:k % len(args.trainers)]
+        for trainer in order:  # rotated each seed, so machine-load drift hits every row alike
+            run = (run_rmcourse if trainer in RMCOURSE_VARIANTS else run_trl)(trainer, seed, args, data)
+            run["seed"] = seed
+            runs[trainer].append(run)
+            print(f"  seed {seed} {trainer:22s} {run['pairs']} pairs in {run['seconds']:6.1f} s = "
+                  f"{run['pairs'] / run['seconds']:5.2f} pairs/s ({run['pairs'] / run['cpu_seconds']:.2f} "
+                  f"per CPU-s), held-out accuracy {np.mean(run['correct']):.3f}, ties {run['ties']}",
+                  flush=True)
+            if "bf16_scoring" in run:
+                print(f"      scoring float32: {run['scoring_cpu_seconds']:.1f} CPU-s", flush=True)
+            for how, s in run.get("bf16_scoring", {}).items():
+                print(f"      scoring {how}: accuracy {s['accuracy']:.3f}, ties {s['ties']}, "
+                      f"{s['flipped']} pair(s) ordered differently from float32, "
+                      f"{s['cpu_seconds']:.1f} CPU-s", flush=True)
+    summary = summarise(runs, args.n_boot, args.speed)
+    unit = "per CPU-second (1 thread)" if args.speed == "cpu" else "per wall-clock second"
+    print(f"\n| trainer ({name}) | training pairs {unit}, median (range) | pairs per wall-clock "
+          f"second, median | held-out accuracy, mean of {len(args.seeds)} seeds [95% CI] | "
+          f"per seed | rmcourse minus this row, points [95% CI] |")
+    print("|---|---|---|---|---|---|")
+    for trainer in args.trainers:
+        s = summary[trainer]
+        lo, hi = s["pairs_per_s_range"]
+        clo, chi = s["accuracy_ci"]
+        dlo, dhi = s["rmcourse_minus_ci"]
+        diff = "" if trainer == "rmcourse" else f"{100 * s['rmcourse_minus']:+.1f} [{100 * dlo:+.1f}, {100 * dhi:+.1f}]"
+        print(f"| {LABELS[trainer].format(v=trl_version)} | {s['pairs_per_s']:.2f} ({lo:.2f}-{hi:.2f}) | "
+              f"{s['pairs_per_wall_s']:.2f} | {100 * s['accuracy']:.1f}% [{100 * clo:.1f}, {100 * chi:.1f}] | "
+              f"{', '.join(f'{100 * a:.1f}' for a in s['accuracy_per_seed'])} | {diff} |")
+    failed = []
+    if "trl-defaults" not in summary:
+        speedup = wall_speedup = float("nan")
+        failed.append(f"{name}: no trl-defaults row, so the targets were not checked")
+    else:
+        speedup = summary["rmcourse"]["pairs_per_s"] / summary["trl-defaults"]["pairs_per_s"]
+        wall_speedup = (summary["rmcourse"]["pairs_per_wall_s"]
+                        / summary["trl-defaults"]["pairs_per_wall_s"])
+        print(f"\nspeed-up rmcourse / TRL at its defaults ({name}): {speedup:.2f}x in pairs "
+              f"{unit} (target >= {args.target_speedup:g}x); {wall_speedup:.2f}x in pairs per "
+              "wall-clock second")
+    if speedup < args.target_speedup:
+        failed.append(f"{name}: rmcourse is {speedup:.2f}x TRL-at-its-defaults' training pairs/s, "
+                      f"below the target {args.target_speedup:g}x")
+    for trainer in TRL_VARIANTS:
+        if trainer in summary:
+            gap = 100 * summary[trainer]["rmcourse_minus"]
+            if gap < -args.max_accuracy_drop:
+                failed.append(f"{name}: rmcourse's held-out accuracy is {-gap:.1f} points below "
+                              f"{trainer}'s (allowed {args.max_accuracy_drop:g})")
+    record = {"args": {k: v for k, v in vars(args).items()}, "counts": data["counts"],
+              "prompt_tokens": data.get("prompt_tokens"), "steps": steps, "runs": runs,
+              "summary": summary, "speedup": speedup, "wall_speedup": wall_speedup}
+    return record, failed
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
@@ -204,60 +451,29 @@ def main(argv=None) -> int:
     import transformers
 
     import rmcourse
+    from rmcourse.device import bf16_supported, cpu_bf16_flags
+    from rmcourse.world import WORLD_VERSION
 
     torch.set_num_threads(args.threads)
     quiet_libraries()
-    tokenizer = fresh_model(args).tokenizer
-    train_ds, train_ids, test_ds, test_ids, counts = build_data(args, tokenizer)
-    steps = total_steps(args, len(train_ds))
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch threads {torch.get_num_threads()}; torch {torch.__version__}, transformers "
-          f"{transformers.__version__}, trl {trl.__version__}, rmcourse {rmcourse.__version__}")
-    for split, c in counts.items():
-        print(f"{split}: {c['kept']} of {c['drawn']} pairs fit max_length={args.max_length} "
-              f"({c['dropped']} left out: TRL would drop them, rmcourse would cut their prompt)")
-    print(f"settings: batch {args.batch_size} pairs, {steps} steps ({args.epochs:g} epoch), lr "
-          f"{args.lr:g}, warmup {args.warmup_ratio:g}, cosine, AdamW wd 0, clip 1.0, dropout off, fp32")
-
-    runs = {"rmcourse": [], "trl": []}
-    for repeat in range(args.repeats):
-        order = ("rmcourse", "trl") if repeat % 2 == 0 else ("trl", "rmcourse")
-        for side in order:
-            if side == "rmcourse":
-                res = run_rmcourse(args, train_ds, test_ds, steps)
-            else:
-                res = run_trl(args, train_ids, test_ids, steps)
-            runs[side].append(res)
-            print(f"  run {repeat + 1} {side:8s}: {res['pairs']} pairs in {res['seconds']:6.1f} s = "
-                  f"{res['pairs_per_s']:5.2f} pairs/s, held-out accuracy {res['accuracy']:.3f}",
-                  flush=True)
-
-    summary = {}
-    for side, rs in runs.items():
-        summary[side] = {"pairs_per_s": statistics.median(r["pairs_per_s"] for r in rs),
-                         "accuracy": statistics.mean(r["accuracy"] for r in rs)}
-    speedup = summary["rmcourse"]["pairs_per_s"] / summary["trl"]["pairs_per_s"]
-    drop = summary["trl"]["accuracy"] - summary["rmcourse"]["accuracy"]
-    print()
-    print("| trainer | training pairs/s | held-out accuracy |")
-    print("|---|---|---|")
-    for side, name in (("rmcourse", "rmcourse.train_reward_model"), ("trl", f"trl {trl.__version__} RewardTrainer")):
-        print(f"| {name} | {summary[side]['pairs_per_s']:.2f} | {100 * summary[side]['accuracy']:.1f}% |")
-    print(f"\nspeed-up rmcourse / TRL: {speedup:.2f}x (target >= {args.target_speedup:g}x); "
-          f"accuracy rmcourse - TRL: {-100 * drop:+.1f} points (allowed >= {-100 * args.max_accuracy_drop:.1f})")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} logical CPUs, bf16 flags "
+          f"{cpu_bf16_flags() or 'none'} (rmcourse bf16 on this CPU: {bf16_supported('cpu')}), "
+          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}; "
+          f"torch {torch.__version__}, transformers {transformers.__version__}, trl "
+          f"{trl.__version__}, rmcourse {rmcourse.__version__}, preference world version "
+          f"{WORLD_VERSION}")
+    records, failed = {}, []
+    for name in args.data:
+        records[name], missed = run_data_set(name, args, trl.__version__)
+        failed += missed
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"args": vars(args), "counts": counts, "steps": steps, "runs": runs,
-                       "summary": summary, "speedup": speedup}, fh, indent=2)
-    failed = []
-    if speedup < args.target_speedup:
-        failed.append(f"rmcourse is {speedup:.2f}x TRL's training pairs/s, below the target "
-                      f"{args.target_speedup:g}x")
-    if drop > args.max_accuracy_drop:
-        failed.append(f"rmcourse's held-out accuracy is {100 * drop:.1f} points below TRL's "
-                      f"(allowed {100 * args.max_accuracy_drop:.1f})")
+            json.dump(records, fh, indent=1)
     for message in failed:
         print(f"TARGET MISSED: {message}", file=sys.stderr)
+    if not failed:
+        print("all targets met")
     return 1 if failed else 0
 
 

@@ -6,10 +6,14 @@ class already ends in a linear layer to one number (BERT: pooler + `classifier`;
 left the first one as dead weight (seed errata 1).
 
 Pooling follows the architecture (seed errata 2): BERT-style encoders read the first token
-([CLS], which sees the whole text in both directions); decoders read the last real token (the
-only one that has seen the whole response). transformers' decoder classes find that token as
-"the rightmost token whose id != config.pad_token_id", which is right for left and right padding
-as long as pad != eos. SmolLM2 ships pad == eos == "<|im_end|>", so a text ending in eos would be
+([CLS], which sees the whole text in both directions) or, with `pooling="mean"`, the mean of
+the real tokens' hidden states fed to the same head (pooler + classifier), which is how the
+bundled all-MiniLM-L6-v2 was pre-trained; decoders read the last real token (the only one that
+has seen the whole response). A mean-pooled checkpoint records `"pooling": "mean"` in
+rmcourse.json: a plain `AutoModelForSequenceClassification` reload ignores that file and reads
+[CLS], so it scores differently (chapter 03 explains). transformers' decoder classes find the
+last token as "the rightmost token whose id != config.pad_token_id", which is right for left and
+right padding as long as pad != eos. SmolLM2 ships pad == eos == "<|im_end|>", so a text ending in eos would be
 scored at the wrong token (transformers issue #35352). `load_reward_model("smollm2")` therefore
 gives the tokenizer a pad token distinct from eos ("<|endoftext|>", id 0, an existing special
 token the chat format never emits) and sets `config.pad_token_id` to it.
@@ -41,7 +45,7 @@ import torch
 from torch import nn
 
 from rmcourse.device import autocast, pick_device
-from rmcourse.pooling import last_token_index
+from rmcourse.pooling import last_token_index, mean_pool
 from rmcourse.tokenization import encode_pair_texts, length_grouped_batches, pad_batch
 
 __all__ = [
@@ -371,15 +375,15 @@ def make_pad_equal_eos(model: "RewardModel") -> "RewardModel":
 class RewardModel(nn.Module):
     """A transformers `*ForSequenceClassification` (num_labels=1) + tokenizer -> one reward per text.
 
-    Attributes: `hf` (the transformers model), `tokenizer`, `pooling` ("first" for encoders,
-    "last" for decoders), `is_decoder`, `max_length` (default window of `score` and
-    `rmcourse.metrics.score_pairs`; None means DEFAULT_MAX_LENGTH or the model's position limit
+    Attributes: `hf` (the transformers model), `tokenizer`, `pooling` ("first" or "mean" for
+    encoders, default "first"; "last" for decoders; saved with the checkpoint), `is_decoder`,
+    `max_length` (default window of `score` and `rmcourse.metrics.score_pairs`; None means DEFAULT_MAX_LENGTH or the model's position limit
     when smaller; never more than that limit), `metadata` (dict saved in rmcourse.json),
     `pad_equals_eos` (True only after `make_pad_equal_eos`).
     """
 
     def __init__(self, hf_model: Any, tokenizer: Any, max_length: int | None = None,
-                 metadata: dict | None = None) -> None:
+                 metadata: dict | None = None, pooling: str | None = None) -> None:
         super().__init__()
         from transformers import PreTrainedModel
 
@@ -397,7 +401,7 @@ class RewardModel(nn.Module):
         self.hf = hf_model
         self.tokenizer = tokenizer
         self.is_decoder = not _is_encoder(hf_model.config)
-        self.pooling = "last" if self.is_decoder else "first"
+        self.pooling = _check_pooling(pooling, hf_model, self.is_decoder)
         self.position_limit = position_limit(hf_model.config, tokenizer)
         if max_length is None:
             max_length = min(DEFAULT_MAX_LENGTH, self.position_limit or DEFAULT_MAX_LENGTH)
@@ -462,8 +466,21 @@ class RewardModel(nn.Module):
                 raise ValueError("token_type_ids must have the shape of input_ids")
             kwargs["token_type_ids"] = token_type_ids
         self._check_batch(input_ids, attention_mask)
+        if self.pooling == "mean":
+            return self._mean_pooled_rewards(input_ids, attention_mask, **kwargs)
         out = self.hf(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
         return out.logits.squeeze(-1).float()
+
+    def _mean_pooled_rewards(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                             **kwargs: torch.Tensor) -> torch.Tensor:
+        """BERT's own head (pooler dense + tanh, dropout, classifier) applied to the mean of the
+        real tokens' last hidden states instead of to [CLS]'s."""
+        hf = self.hf
+        hidden = hf.base_model(input_ids=input_ids, attention_mask=attention_mask,
+                               **kwargs).last_hidden_state
+        pooler = hf.base_model.pooler
+        features = pooler.activation(pooler.dense(mean_pool(hidden, attention_mask)))
+        return hf.classifier(hf.dropout(features)).squeeze(-1).float()
 
     def pair_rewards(self, batch: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """(chosen_rewards, rejected_rewards), each Tensor[B], for a `PairCollator` batch.
@@ -653,13 +670,39 @@ class RewardModel(nn.Module):
         info = _read_metadata(path)
         model, tokenizer = _load_hf(str(path), None, dtype=dtype, seed=0, strict=True)
         reward_model = cls(model, tokenizer, max_length=info.get("max_length"),
-                           metadata=info.get("metadata"))
+                           metadata=info.get("metadata"), pooling=info.get("pooling"))
         if info.get("pad_equals_eos"):
             make_pad_equal_eos(reward_model)
         return reward_model.to(target)
 
     def extra_repr(self) -> str:
         return f"pooling={self.pooling!r}, is_decoder={self.is_decoder}, max_length={self.max_length}"
+
+
+POOLINGS = ("first", "mean", "last")
+
+
+def _check_pooling(pooling: Any, hf_model: Any, is_decoder: bool) -> str:
+    """The pooling a RewardModel uses: "last" for decoders; "first" (default) or "mean" for
+    encoders, "mean" only where the model has BERT's head (pooler + dropout + classifier)."""
+    if pooling is None:
+        return "last" if is_decoder else "first"
+    if not isinstance(pooling, str):
+        raise TypeError(f"pooling must be a str or None, got {type(pooling).__name__}")
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; choose one of {list(POOLINGS)}")
+    if is_decoder and pooling != "last":
+        raise ValueError(f"pooling={pooling!r} on a decoder: a causal model's only position that "
+                         "has read the whole response is its last real token (pooling='last')")
+    if not is_decoder and pooling == "last":
+        raise ValueError("pooling='last' on an encoder: use 'first' ([CLS]) or 'mean'")
+    if pooling == "mean":
+        pooler = getattr(getattr(hf_model, "base_model", None), "pooler", None)
+        if not all(hasattr(hf_model, name) for name in ("classifier", "dropout")) or \
+                not hasattr(pooler, "dense") or not hasattr(pooler, "activation"):
+            raise ValueError(f"pooling='mean' needs a BERT-style head (pooler, dropout, "
+                             f"classifier); {type(hf_model).__name__} has none")
+    return pooling
 
 
 def _num_labels(config: dict) -> int:
@@ -679,7 +722,7 @@ def _read_metadata(path: Path) -> dict:
     if not isinstance(info, dict):
         raise CheckpointError(f"{METADATA_FILE} in '{path.name}' holds {type(info).__name__}, "
                               "not an object")
-    checks = (("max_length", int), ("pad_equals_eos", bool), ("metadata", dict))
+    checks = (("max_length", int), ("pad_equals_eos", bool), ("metadata", dict), ("pooling", str))
     for key, kind in checks:
         value = info.get(key)
         if value is not None and (not isinstance(value, kind) or (kind is int and isinstance(value, bool))):
@@ -806,10 +849,13 @@ def load_reward_model(
     max_length: int | None = None,
     pad_equals_eos: bool = False,
     seed: int = 0,
+    pooling: str | None = None,
 ) -> RewardModel:
     """A RewardModel from "minilm", "smollm2", a checkpoint folder, any transformers model folder,
     or a .gguf file. The new scalar head is initialised from `seed`. Decoders get a pad token
-    distinct from eos unless `pad_equals_eos=True` (the chapter 03 pitfall). Weights are float32
+    distinct from eos unless `pad_equals_eos=True` (the chapter 03 pitfall). `pooling`: None
+    (an encoder reads [CLS], a decoder its last real token; a checkpoint keeps its own) or
+    "mean" for an encoder (the mean of the real tokens, through the same head). Weights are float32
     unless `dtype` says otherwise; the model goes to `rmcourse.device.pick_device()` by default.
     """
     if not isinstance(seed, int) or isinstance(seed, bool):
@@ -823,13 +869,15 @@ def load_reward_model(
     target = resolve_device(device)
     if gguf_file is None and os.path.exists(os.path.join(folder, METADATA_FILE)):
         model = RewardModel.from_pretrained(folder, device=target, dtype=dtype)
+        if pooling is not None:
+            model.pooling = _check_pooling(pooling, model.hf, model.is_decoder)
         if max_length is not None:
             model.max_length = max_length
         if pad_equals_eos:
             make_pad_equal_eos(model)
         return model
     hf, tokenizer = _load_hf(folder, gguf_file, dtype=dtype, seed=seed)
-    model = RewardModel(hf, tokenizer, max_length=max_length,
+    model = RewardModel(hf, tokenizer, max_length=max_length, pooling=pooling,
                         metadata={"base_model": name if name in BUNDLED else Path(name).name})
     if pad_equals_eos:
         make_pad_equal_eos(model)

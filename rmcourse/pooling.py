@@ -1,17 +1,22 @@
-"""Pooling: which position's hidden state becomes the sequence's reward.
+"""Pooling: which hidden state (one position's, or the mean of all) becomes the sequence's reward.
 
-An encoder (BERT) reads the whole text in both directions, so its first token ([CLS]) can see the
-response: pool the first real token. A decoder (Llama, SmolLM2) is causal: only the LAST real
-token has seen the prompt and the whole response, so pool there. "Real" is decided by the
+An encoder (BERT) reads the whole text in both directions, so every position, its first token
+([CLS]) included, can see the response: pool the first real token, or the mean over the real
+tokens (`mean_pool`). Which one suits a checkpoint depends on how it was pre-trained: original
+BERT trained [CLS] (and its pooler) on next-sentence prediction; sentence-transformers'
+all-MiniLM-L6-v2, the course's encoder, was trained with MEAN pooling (its
+`1_Pooling/config.json` says `pooling_mode_mean_tokens: true`, `pooling_mode_cls_token: false`).
+A decoder (Llama, SmolLM2) is causal: only the LAST real token has seen the prompt and the whole
+response, so pool there. "Real" is decided by the
 attention mask, never by comparing ids with the pad id: a pad id that equals the eos id (SmolLM2)
 makes a text that ends in eos look padded (transformers issue #35352). Both functions work for
-right padding (pads after the text) and left padding (pads before it).
+right padding (pads after the text) and left padding (pads before it), and so does `mean_pool`.
 """
 from __future__ import annotations
 
 import torch
 
-__all__ = ["first_token_pool", "last_token_pool", "first_token_index", "last_token_index"]
+__all__ = ["first_token_pool", "last_token_pool", "mean_pool", "first_token_index", "last_token_index"]
 
 
 def _check(hidden: torch.Tensor | None, attention_mask: torch.Tensor) -> None:
@@ -63,3 +68,16 @@ def last_token_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch
     _check(hidden, attention_mask)
     idx = last_token_index(attention_mask).to(hidden.device)
     return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean of each row's REAL (mask 1) hidden states: [batch, seq, dim] -> [batch, dim] (encoders).
+
+    Pads are left out of the sum and of the count, so a row's result does not depend on how much
+    padding its batch added. Summed in float32 (a bf16 sum over a hundred positions loses
+    digits) and returned in `hidden`'s dtype.
+    """
+    _check(hidden, attention_mask)
+    weights = attention_mask.to(device=hidden.device, dtype=torch.float32).unsqueeze(-1)
+    total = (hidden.float() * weights).sum(dim=1)
+    return (total / weights.sum(dim=1)).to(hidden.dtype)

@@ -10,6 +10,11 @@ CPU, nccl on CUDA), wraps the model in DistributedDataParallel and trains on its
 batches; only rank 0 prints, shows progress and writes the checkpoint. `--batch-size` is per
 process, so one optimizer step sees batch-size x grad-accum x processes pairs.
 
+Defaults a practitioner would choose (as TRL's RewardConfig): dropout off while training
+(--keep-dropout keeps it) and bf16 autocast where the device has bf16 units (--bf16 auto: a CUDA
+GPU, or a CPU with AMX-BF16 / AVX512-BF16 / Arm BF16), float32 elsewhere; the run prints what it
+chose. Batches group pairs of similar length (--no-group-by-length turns that off).
+
 The checkpoint folder is written atomically (RewardModel.save_pretrained) and is a plain
 transformers folder: `AutoModelForSequenceClassification.from_pretrained(output)` reloads it.
 """
@@ -120,6 +125,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="stop after N validations without improvement and restore the best "
                             "weights (needs --val-data and --eval-every)")
     train.add_argument("--seed", type=_non_negative_int, default=0, help="random seed (default: 0)")
+    train.add_argument("--bf16", choices=("auto", "on", "off"), default="auto",
+                       help="bf16 autocast: auto = on a CUDA GPU with bf16 and on a CPU with bf16 "
+                            "matrix units (AMX-BF16, AVX512-BF16, Arm BF16), float32 elsewhere; "
+                            "on = always (emulated, slow, on other CPUs); off = float32 "
+                            "(default: auto)")
+    train.add_argument("--keep-dropout", action="store_true",
+                       help="keep the backbone's dropout while training (default: off, as TRL's "
+                            "disable_dropout: dropout draws different masks for the chosen and "
+                            "rejected sides of a pair, noise straight into the reward margin)")
     run = p.add_argument_group("run")
     run.add_argument("--threads", type=_positive_int,
                      help="torch CPU threads per process (default: torch's choice; torchrun sets 1)")
@@ -186,8 +200,13 @@ def validate_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> 
         if path.is_dir() and not (path / "config.json").exists():
             parser.error(f"--backbone: folder {backbone!r} has no config.json, so it is not a "
                          "transformers model folder")
-    if args.output is not None and Path(args.output).exists() and not Path(args.output).is_dir():
-        parser.error(f"--output: {args.output!r} exists and is not a folder")
+    if args.output is not None:
+        from rmcourse.models import check_output_folder
+
+        try:  # before training: an existing folder that is not a checkpoint is never replaced
+            check_output_folder(args.output)
+        except ValueError as err:
+            parser.error(f"--output: {err}")
     if args.early_stopping_patience is not None and (args.val_data is None or args.eval_every is None):
         parser.error("--early-stopping-patience needs --val-data and --eval-every")
     if args.eval_every is not None and args.val_data is None:
@@ -208,6 +227,39 @@ def load_data(spec: str, fmt: str = "auto"):
     from rmcourse.formats import load_pairs
 
     return load_pairs(spec, fmt=fmt)
+
+
+def load_data_or_exit(flag: str, spec: str, fmt: str = "auto"):
+    """`load_data`, with bad data (missing, empty, malformed, wrong types) turned into
+    `SystemExit("error: FLAG: <what is wrong>")`: exit code 1 and no traceback."""
+    try:
+        return load_data(spec, fmt)
+    except (ValueError, TypeError, FileNotFoundError) as err:
+        raise SystemExit(f"error: {flag}: {err}") from None
+
+
+def describe_choices(config, device) -> str:
+    """One line saying what the trainer will use: precision (and why) and dropout."""
+    import os
+
+    from rmcourse.device import cpu_bf16_flags
+    from rmcourse.trainer import use_bf16
+
+    bf16 = use_bf16(config, device)
+    if config.bf16 != "auto":
+        why = f"--bf16 {'on' if bf16 else 'off'}"
+    elif device.type != "cpu":
+        why = f"--bf16 auto on {device.type}"
+    elif "RMCOURSE_BF16" in os.environ:
+        why = f"--bf16 auto; RMCOURSE_BF16={os.environ['RMCOURSE_BF16']}"
+    elif bf16:
+        why = f"--bf16 auto; this CPU has bf16 matrix units: {', '.join(cpu_bf16_flags())}"
+    else:
+        why = "--bf16 auto; this CPU has no bf16 matrix units"
+    precision = "bf16 autocast" if bf16 else "float32"
+    dropout = "kept (--keep-dropout)" if not config.disable_dropout else \
+        "off while training (--keep-dropout keeps it)"
+    return f"precision: {precision} ({why}); dropout: {dropout}"
 
 
 def _say(info, *lines: str) -> None:
@@ -236,13 +288,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         _say(info, f"rmcourse.train: {info.world_size} process(es), device {device.type}, "
                    f"{torch.get_num_threads()} CPU thread(s) per process")
-        train_ds = load_data(args.data, args.format)
-        val_ds = load_data(args.val_data, args.format) if args.val_data else None
+        train_ds = load_data_or_exit("--data", args.data, args.format)
+        val_ds = load_data_or_exit("--val-data", args.val_data, args.format) if args.val_data else None
         if args.margin and "margin" not in train_ds.column_names:
             raise SystemExit(f"error: --margin given but the training data has no 'margin' column "
                              f"(columns: {train_ds.column_names})")
-        model = load_reward_model(args.backbone, device=device, seed=args.seed,
-                                  max_length=args.max_length)
+        try:  # a damaged or incomplete model folder: rmcourse's message, exit code 1
+            model = load_reward_model(args.backbone, device=device, seed=args.seed,
+                                      max_length=args.max_length)
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            raise SystemExit(f"error: --backbone: {err}") from None
         if args.freeze_layers is not None:
             try:
                 frozen = freeze_lower_layers(model, args.freeze_layers)
@@ -257,7 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             eval_every=args.eval_every, early_stopping_patience=args.early_stopping_patience,
             group_by_length=args.group_by_length, seed=args.seed,
             progress=args.progress and info.is_main,
+            bf16={"auto": "auto", "on": True, "off": False}[args.bf16],
+            disable_dropout=not args.keep_dropout,
         )
+        _say(info, describe_choices(config, device))
         start = time.perf_counter()
         kwargs = {"distributed": info} if info.is_distributed else {}
         result = train_reward_model(model, train_ds, val_ds, config, **kwargs)

@@ -11,22 +11,38 @@ What it does, in the order a step runs:
   gain or a bias toward zero only fights the normalisation, it does not regularise), linear warmup
   then cosine decay;
 - periodic validation, early stopping that restores the best weights (a CPU copy kept in memory),
-  bf16 autocast on CUDA, a `tqdm.auto` bar, and everything seeded.
+  a `tqdm.auto` bar, and everything seeded.
+
+Two defaults a practitioner would choose (both as TRL's `RewardConfig`):
+- dropout off for the run (`disable_dropout=True`; TRL's `disable_dropout`). Chosen and rejected
+  go through one stacked forward, and dropout draws a different mask for each side of a pair:
+  that noise lands straight in r(chosen) - r(rejected), the only quantity the loss sees. The
+  modules' dropout rates are restored when training ends.
+- bf16 autocast where it is faster (`bf16="auto"`): on a CUDA GPU, and on a CPU with bf16 matrix
+  units (AMX-BF16 or AVX512-BF16; `rmcourse.device.bf16_supported`); float32 elsewhere. The
+  reward head runs in float32 (`rmcourse.device.float32_readout`), so rewards are not rounded to
+  bf16's ~3 significant digits, and the loss is computed in float32. On a CPU, attention runs in
+  float32 too (`float32_attention`): torch's bf16 CPU flash-attention backward is slower than
+  its float32 one and would eat the gain.
+
+No host synchronisation inside a step: losses and rewards stay on the device until a history
+row is written (every `log_every` steps).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
 import torch
 
-from rmcourse.device import autocast, pick_device, seed_everything
+from rmcourse.device import autocast, bf16_supported, float32_readout, pick_device, seed_everything
 from rmcourse.losses import pairwise_loss
 from rmcourse.metrics import pair_collator_for, score_tokenized
 from rmcourse.tokenization import length_grouped_batches, tokenize_pairs
@@ -41,7 +57,12 @@ class TrainConfig:
 
     `batch_size` counts pairs per forward (each pair = 2 sequences); one optimizer step sees
     `batch_size * grad_accum_steps` pairs. `eval_every` and `log_every` count optimizer steps.
-    `max_steps`, when set, overrides `epochs`. `bf16="auto"` uses bf16 autocast on CUDA only.
+    `max_steps`, when set, overrides `epochs`.
+    `disable_dropout=True` (default, as TRL) sets every dropout rate of the model to 0 for the run.
+    `bf16="auto"` (default) trains under bf16 autocast where `rmcourse.device.bf16_supported`
+    says it is faster (CUDA; a CPU with bf16 matrix units), float32 elsewhere; `True` forces
+    bf16 autocast (CUDA or CPU; on a CPU without bf16 units it is emulated and slow), `False`
+    forces float32.
     """
 
     lr: float = 5e-5
@@ -60,6 +81,7 @@ class TrainConfig:
     group_by_length: bool = False
     seed: int = 0
     bf16: bool | str = "auto"
+    disable_dropout: bool = True
     progress: bool = True
     log_every: int = 1
     eval_batch_size: int = 32
@@ -100,7 +122,7 @@ class TrainConfig:
         need_int("seed", 0)
         need_int("log_every", 1)
         need_int("eval_batch_size", 1)
-        for name in ("use_margin", "group_by_length", "progress"):
+        for name in ("use_margin", "group_by_length", "progress", "disable_dropout"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if self.bf16 not in (True, False, "auto"):
@@ -114,7 +136,7 @@ class TrainConfig:
 class TrainResult:
     """What a run produced. `history` has one row per logged step (columns `HISTORY_COLUMNS`).
 
-    `train_seconds` counts the training steps only (validation excluded);
+    `train_seconds` is the training loop's wall time without validation (logging included);
     `pairs_per_second` = training pairs processed / `train_seconds`.
     """
 
@@ -214,10 +236,107 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     return adamw(param_groups(model, config.weight_decay), config.lr)
 
 
-def _use_bf16(config: TrainConfig, device: torch.device) -> bool:
-    if config.bf16 is True and device.type != "cuda":
-        raise ValueError("bf16=True needs a CUDA device; use bf16='auto' to fall back to float32")
-    return device.type == "cuda" and config.bf16 in (True, "auto")
+def use_bf16(config: TrainConfig, device: torch.device | str) -> bool:
+    """Whether `train_reward_model` trains under bf16 autocast on `device` with `config`."""
+    device = torch.device(device)
+    if config.bf16 == "auto":
+        return bf16_supported(device)
+    if config.bf16 is True:
+        if device.type not in ("cuda", "cpu"):
+            raise ValueError(f"bf16=True needs a CUDA or CPU device, not {device.type}; use "
+                             "bf16='auto' to fall back to float32")
+        if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError("bf16=True but this CUDA GPU has no bf16 support; use bf16='auto'")
+        return True
+    return False
+
+
+def reward_head(model: torch.nn.Module) -> torch.nn.Module:
+    """The layer that turns features into the reward: `classifier` (BERT-style encoders) or
+    `score` (decoders) of a transformers `*ForSequenceClassification`, else the last
+    `nn.Linear` with one output."""
+    hf = getattr(model, "hf", model)
+    for name in ("classifier", "score"):
+        head = getattr(hf, name, None)
+        if isinstance(head, torch.nn.Linear):
+            return head
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and m.out_features == 1]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no reward head (no Linear with one output)")
+    return linears[-1]
+
+
+FLOAT32_ATTENTION = "rmcourse_sdpa_float32"
+
+
+def _sdpa_float32(module, query, key, value, attention_mask, **kwargs):
+    """transformers' SDPA attention, computed in float32 and returned in the caller's dtype."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    dtype = query.dtype
+    if attention_mask is not None and attention_mask.is_floating_point():
+        attention_mask = attention_mask.float()
+    with torch.autocast(query.device.type, enabled=False):
+        out, weights = sdpa_attention_forward(module, query.float(), key.float(), value.float(),
+                                              attention_mask, **kwargs)
+    return out.to(dtype), weights
+
+
+@contextlib.contextmanager
+def float32_attention(model: torch.nn.Module) -> Iterator[bool]:
+    """Inside the block, a transformers model with SDPA attention computes attention in float32,
+    also under bf16 autocast; restored after. Yields whether it switched.
+
+    Why (CPU only): with torch 2.13 on the course machine (AVX512-BF16), the backward of
+    torch's CPU flash attention took 3.4x longer in bf16 than in float32 (MiniLM, 32 sequences
+    x 128 tokens, no padding) and ate much of what bf16 matrix multiplications save. With attention in
+    float32 and everything else under bf16 autocast, a MiniLM training step took 0.56x the
+    float32 step's CPU time at 128 tokens and 0.57x at 256, against 0.70x and 0.60x with bf16
+    attention (`benchmarks/cpu_bf16_step.py`). On CUDA, bf16 attention is the fast path; the
+    trainer leaves it alone.
+    """
+    hf = getattr(model, "hf", model)
+    config = getattr(hf, "config", None)
+    if (getattr(config, "_attn_implementation", None) != "sdpa"
+            or not hasattr(hf, "set_attn_implementation")):
+        yield False
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(FLOAT32_ATTENTION, _sdpa_float32)
+    # transformers builds NO padding mask for an attention name it has no mask function for
+    # (it assumes an external backend): register SDPA's mask under the new name too.
+    AttentionMaskInterface.register(FLOAT32_ATTENTION, sdpa_mask)
+    hf.set_attn_implementation(FLOAT32_ATTENTION)
+    try:
+        yield True
+    finally:
+        hf.set_attn_implementation("sdpa")
+
+
+@contextlib.contextmanager
+def dropout_disabled(model: torch.nn.Module) -> Iterator[int]:
+    """Set every dropout rate in `model` to 0 inside the block, then restore them.
+
+    Covers `nn.Dropout` modules (BERT's attention reads its rate from one) and the float
+    `attention_dropout` attribute decoders such as Llama pass to their attention function.
+    Yields how many rates it switched off. TRL's `disable_dropout_in_model` does the same
+    without restoring.
+    """
+    saved: list[tuple[torch.nn.Module, str, float]] = []
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            saved.append((module, "p", module.p))
+        elif isinstance(getattr(module, "attention_dropout", None), float):
+            saved.append((module, "attention_dropout", module.attention_dropout))
+    try:
+        for module, name, _ in saved:
+            setattr(module, name, 0.0)
+        yield sum(1 for _, _, rate in saved if rate > 0)
+    finally:
+        for module, name, rate in saved:
+            setattr(module, name, rate)
 
 
 def _tokenizer_of(model: torch.nn.Module):
@@ -293,15 +412,27 @@ def train_reward_model(model: torch.nn.Module, train_ds, val_ds=None,
     tokenizer = _tokenizer_of(model)
     seed_everything(config.seed)
     device = pick_device()
-    use_bf16 = _use_bf16(config, device)
+    bf16 = use_bf16(config, device)
+    if bf16:
+        float32_readout(reward_head(model))
     model.to(device)
+    with contextlib.ExitStack() as stack:
+        if config.disable_dropout:
+            stack.enter_context(dropout_disabled(model))
+        if bf16 and device.type == "cpu":
+            stack.enter_context(float32_attention(model))
+        return _train(model, tokenizer, train_ds, val_ds, config, distributed, device, bf16)
+
+
+def _train(model, tokenizer, train_ds, val_ds, config: TrainConfig, distributed: Any,
+           device: torch.device, bf16: bool) -> TrainResult:
     is_main, world, forward_model = True, 1, model
     if distributed is not None and distributed.is_distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         is_main, world = distributed.is_main, distributed.world_size
         forward_model = DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
 
     train_tok, truncation = _tokenize(train_ds, tokenizer, config.max_length, "train",
                                       announce=is_main)
@@ -350,17 +481,20 @@ def train_reward_model(model: torch.nn.Module, train_ds, val_ds=None,
     best = {"step": None, "accuracy": -1.0, "loss": math.inf, "state": None}
     evals_without_gain = 0
     stopped_early = False
-    train_seconds = 0.0
+    eval_seconds = 0.0
     pairs_seen = 0
     bar = _progress_bar(total_steps, config.progress and is_main)
     step = 0
+    # Training time = the loop's wall time minus validation. Steps are not timed one by one:
+    # on a GPU that would need a host sync per step (the kernels run asynchronously).
+    _synchronize(device)
+    loop_start = time.perf_counter()
     for step in range(total_steps):
         model.train()
-        t0 = time.perf_counter()
         groups = [next_micro_batch() for _ in range(config.grad_accum_steps)]
         n_in_step = sum(len(g) for g in groups)
         optimizer.zero_grad(set_to_none=True)
-        step_chosen, step_rejected, step_loss = [], [], 0.0
+        step_chosen, step_rejected, step_loss = [], [], []
         for n_micro, indices in enumerate(groups, 1):
             batch = {k: v.to(device) for k, v in collate([rows[i] for i in indices]).items()}
             margin = batch.pop("margin", None)
@@ -369,7 +503,7 @@ def train_reward_model(model: torch.nn.Module, train_ds, val_ds=None,
             # micro-batch of a step (same result: the sum is linear, just less communication).
             sync = (forward_model.no_sync() if world > 1 and n_micro < len(groups)
                     else nullcontext())
-            with sync, autocast(device) if use_bf16 else nullcontext():
+            with sync, autocast(device, enabled=bf16):
                 rewards = forward_model(**batch)  # one forward: B chosen rows, then B rejected
             rewards = rewards.float()
             chosen, rejected = rewards[:b], rewards[b:]
@@ -378,20 +512,19 @@ def train_reward_model(model: torch.nn.Module, train_ds, val_ds=None,
             # Weight by this micro-batch's share of the step's pairs: the summed gradient then
             # equals the gradient of the mean loss over all pairs of the step (the big batch).
             (loss * (b / n_in_step)).backward()
-            step_loss += float(loss.detach()) * b / n_in_step
-            step_chosen.append(chosen.detach().cpu())
-            step_rejected.append(rejected.detach().cpu())
+            # Kept on the device: float() or .cpu() here would wait for the GPU every micro-step.
+            step_loss.append(loss.detach() * (b / n_in_step))
+            step_chosen.append(chosen.detach())
+            step_rejected.append(rejected.detach())
         if config.max_grad_norm is not None:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
         lr_used = optimizer.param_groups[0]["lr"]
         optimizer.step()
         scheduler.step()
-        train_seconds += time.perf_counter() - t0
         pairs_seen += n_in_step
         micro_seen += len(groups)
-        c, r = torch.cat(step_chosen), torch.cat(step_rejected)
-        pending.append({"loss": step_loss, "n": n_in_step, "chosen": c, "rejected": r,
-                        "lr": lr_used})
+        pending.append({"loss": torch.stack(step_loss).sum(), "n": n_in_step,
+                        "chosen": step_chosen, "rejected": step_rejected, "lr": lr_used})
 
         step_no = step + 1
         last = step_no == total_steps
@@ -401,6 +534,8 @@ def train_reward_model(model: torch.nn.Module, train_ds, val_ds=None,
             row = _summarise(pending, step_no, micro_seen / micro_per_epoch)
             pending = []
             if is_eval:
+                _synchronize(device)  # queued training work counts as training, not validation
+                eval_start = time.perf_counter()
                 scores = _evaluate_tokenized(model, val_tok, config.eval_batch_size,
                                              config.max_length)
                 row["val_loss"], row["val_accuracy"] = scores["loss"], scores["accuracy"]
@@ -414,6 +549,7 @@ def train_reward_model(model: torch.nn.Module, train_ds, val_ds=None,
                                          for k, v in model.state_dict().items()}
                 else:
                     evals_without_gain += 1
+                eval_seconds += time.perf_counter() - eval_start
             history.append(row)
             if bar is not None:
                 postfix = {"loss": f"{row['loss']:.3f}", "acc": f"{row['accuracy']:.2f}"}
@@ -426,6 +562,8 @@ def train_reward_model(model: torch.nn.Module, train_ds, val_ds=None,
                 and evals_without_gain >= config.early_stopping_patience):
             stopped_early = not last
             break
+    _synchronize(device)
+    train_seconds = time.perf_counter() - loop_start - eval_seconds
     if bar is not None:
         bar.close()
 
@@ -450,10 +588,17 @@ def train_reward_model(model: torch.nn.Module, train_ds, val_ds=None,
     )
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def _summarise(pending: list[dict], step: int, epoch: float) -> dict:
-    """One history row from the steps since the last log (pair-weighted means)."""
-    chosen = torch.cat([p["chosen"] for p in pending])
-    rejected = torch.cat([p["rejected"] for p in pending])
+    """One history row from the steps since the last log (pair-weighted means); the one place
+    the step statistics come back to the host."""
+    chosen = torch.cat([c for p in pending for c in p["chosen"]]).float().cpu()
+    rejected = torch.cat([r for p in pending for r in p["rejected"]]).float().cpu()
+    losses = torch.stack([p["loss"] for p in pending]).double().cpu().tolist()
     n = sum(p["n"] for p in pending)
     rewards = torch.cat([chosen, rejected])
     diff = chosen.double() - rejected.double()
@@ -461,7 +606,7 @@ def _summarise(pending: list[dict], step: int, epoch: float) -> dict:
         "step": step,
         "epoch": epoch,
         "lr": pending[-1]["lr"],
-        "loss": sum(p["loss"] * p["n"] for p in pending) / n,
+        "loss": sum(loss * p["n"] for loss, p in zip(losses, pending)) / n,
         "accuracy": int((diff > 0).sum()) / len(diff),
         "margin": float(diff.mean()),
         "reward_mean": float(rewards.mean()),

@@ -1,4 +1,5 @@
 """Each chapter-03 checker accepts a correct solution and names the typical mistakes."""
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -96,69 +97,151 @@ def test_stacked_rewards_checker(capsys):
     ok, out = verdict(ch03.check_stacked_rewards, lambda *a: torch.zeros(6), capsys)
     assert not ok and "return a tuple" in out
 
+    def zero_padding(model, chosen, rejected, pad_id):  # mask right, ids padded with 0
+        return stacked(model, chosen, rejected, 0)
 
-# --- bt_loss ------------------------------------------------------------------------------------
-def bt_loss(chosen, rejected, margin=None):
-    margin = 0.0 if margin is None else margin
-    return -F.logsigmoid(chosen - rejected - margin).mean()
+    ok, out = verdict(ch03.check_stacked_rewards, zero_padding, capsys)
+    assert not ok and "not pad_id=7" in out and "rightmost id" in out
 
 
-def test_bt_loss_checker(capsys):
-    ok, out = verdict(ch03.check_bt_loss, bt_loss, capsys)
+# --- mean_pool ------------------------------------------------------------------------------------
+def mean_pool(hidden, mask):
+    weights = mask.float().unsqueeze(-1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1)
+
+
+def test_mean_pool_checker(capsys):
+    from rmcourse.pooling import mean_pool as course_mean_pool
+
+    ok, out = verdict(ch03.check_mean_pool, mean_pool, capsys)
     assert ok and out.startswith("✅")
+    ok, out = verdict(ch03.check_mean_pool, course_mean_pool, capsys)
+    assert ok
 
-    def unstable(c, r, margin=None):
-        margin = 0.0 if margin is None else margin
-        return -torch.log(torch.sigmoid(c - r - margin)).mean()
-
-    ok, out = verdict(ch03.check_bt_loss, unstable, capsys)
-    assert not ok and "F.logsigmoid" in out
-
-    ok, out = verdict(ch03.check_bt_loss, lambda c, r, m=None: bt_loss(r, c, m), capsys)
-    assert not ok and "wrong side" in out
-
-    def plus_margin(c, r, margin=None):
-        margin = 0.0 if margin is None else margin
-        return -F.logsigmoid(c - r + margin).mean()
-
-    ok, out = verdict(ch03.check_bt_loss, plus_margin, capsys)
-    assert not ok and "wrong sign" in out
-
-    def summed(c, r, margin=None):
-        return -F.logsigmoid(c - r - (0.0 if margin is None else margin)).sum()
-
-    ok, out = verdict(ch03.check_bt_loss, summed, capsys)
-    assert not ok and "the sum" in out
-
-    def detached(c, r, margin=None):
-        return bt_loss(c, r, margin).detach()
-
-    ok, out = verdict(ch03.check_bt_loss, detached, capsys)
-    assert not ok and "gradient" in out
-
-    ok, out = verdict(ch03.check_bt_loss, lambda c, r, m=None: -F.logsigmoid(c - r - (0 if m is None else m)), capsys)
-    assert not ok and "one number" in out
-
-
-# --- centered_loss ------------------------------------------------------------------------------
-def centered(chosen, rejected, coef):
-    return bt_loss(chosen, rejected) + coef * ((chosen + rejected) ** 2).mean()
-
-
-def test_centered_loss_checker(capsys):
-    ok, out = verdict(ch03.check_centered_loss, centered, capsys)
-    assert ok and out.startswith("✅")
+    def m(mask):
+        return mask.float().unsqueeze(-1)
 
     wrong = {
-        "difference": lambda c, r, k: bt_loss(c, r) + k * ((c - r) ** 2).mean(),
-        "square each pair's sum first": lambda c, r, k: bt_loss(c, r) + k * (c + r).mean() ** 2,
-        "use the mean over pairs": lambda c, r, k: bt_loss(c, r) + k * ((c + r) ** 2).sum(),
-        "BT loss alone": lambda c, r, k: bt_loss(c, r),
-        "expected": lambda c, r, k: bt_loss(c, r) + k * (c ** 2 + r ** 2).mean(),
+        "pads included": lambda h, mask: h.mean(dim=1),
+        "divided by the full length": lambda h, mask: (h * m(mask)).sum(1) / mask.shape[1],
+        "whole batch": lambda h, mask: (h * m(mask)).sum(1) / mask.sum(),
+        "returned the sum": lambda h, mask: (h * m(mask)).sum(1),
+        "first-token pooling": lambda h, mask: h[torch.arange(h.shape[0]), mask.long().argmax(1)],
+        "expected [3, 4]": lambda h, mask: (h * m(mask)).sum(1, keepdim=True) / m(mask).sum(1, keepdim=True),
+        "under right padding row 1 (mask [1, 1, 1, 1, 1])": lambda h, mask: h[:, : int(mask[0].sum())].mean(dim=1),
+        "did you forget `return`": lambda h, mask: None,
     }
-    for message, fn in wrong.items():
-        ok, out = verdict(ch03.check_centered_loss, fn, capsys)
-        assert not ok and message in out, (message, out)
+    for words, fn in wrong.items():
+        ok, out = verdict(ch03.check_mean_pool, fn, capsys)
+        assert not ok and words in out, (words, out)
+
+    def integer_division(h, mask):  # a bool mask summed stays an integer count: still right
+        return (h * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True)
+
+    ok, out = verdict(ch03.check_mean_pool, integer_division, capsys)
+    assert ok, out
+
+    def detached(h, mask):
+        return mean_pool(h.detach(), mask)
+
+    ok, out = verdict(ch03.check_mean_pool, detached, capsys)
+    assert not ok and "gradient" in out
+
+
+# --- training_step ------------------------------------------------------------------------------
+def training_step(model, batch, optimizer, scheduler, max_grad_norm):
+    optimizer.zero_grad(set_to_none=True)
+    rewards = model(**batch)
+    b = rewards.shape[0] // 2
+    loss = -F.logsigmoid(rewards[:b] - rewards[b:]).mean()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
+def test_trainer_replay_records_the_trainers_steps():
+    replay = ch03.trainer_replay()
+    assert len(replay["batches"]) == ch03.REPLAY_STEPS == len(replay["losses"])
+    batch = replay["batches"][0]
+    assert batch["input_ids"].shape[0] == 2 * replay["config"].batch_size  # stacked chosen+rejected
+    lrs = replay["lrs"]
+    assert lrs[0] < lrs[1] > lrs[2] > lrs[3]  # warmup, then cosine decay: order matters
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # torch warns about the mistakes on purpose
+def test_training_step_checker(capsys):
+    from rmcourse.losses import pairwise_loss
+
+    ok, out = verdict(ch03.check_training_step, training_step, capsys)
+    assert ok and out.startswith("✅"), out
+
+    def with_course_loss(model, batch, optimizer, scheduler, max_grad_norm):
+        optimizer.zero_grad()
+        rewards = model(**batch)
+        b = len(rewards) // 2
+        loss = pairwise_loss(rewards[:b], rewards[b:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad],
+                                       max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        return loss  # a 0-d tensor is fine too
+
+    ok, out = verdict(ch03.check_training_step, with_course_loss, capsys)
+    assert ok, out
+
+    def variant(**mistakes):
+        def step(model, batch, optimizer, scheduler, max_grad_norm):
+            if not mistakes.get("no_zero"):
+                optimizer.zero_grad(set_to_none=True)
+            rewards = model(**batch)
+            b = rewards.shape[0] // 2
+            chosen, rejected = rewards[:b], rewards[b:]
+            if mistakes.get("interleave"):
+                chosen, rejected = rewards[0::2], rewards[1::2]
+            if mistakes.get("sign"):
+                chosen, rejected = rejected, chosen
+            per_pair = -F.logsigmoid(chosen - rejected)
+            loss = per_pair.sum() if mistakes.get("sum") else per_pair.mean()
+            loss.backward()
+            if mistakes.get("schedule_first"):
+                scheduler.step()
+            if not mistakes.get("no_clip") and not mistakes.get("clip_late"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            if not mistakes.get("no_step"):
+                optimizer.step()
+            if mistakes.get("clip_late"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            if not mistakes.get("schedule_first") and not mistakes.get("no_schedule"):
+                scheduler.step()
+            if mistakes.get("loss_after"):
+                again = model(**batch)
+                return float(-F.logsigmoid(again[:b] - again[b:]).mean())
+            return float(loss)
+        return step
+
+    expectations = {
+        "no_zero": "zero_grad",
+        "no_clip": "unclipped gradient",
+        "clip_late": "BEFORE optimizer.step()",
+        "no_schedule": "learning rate never changed",
+        "schedule_first": "step the optimizer first",
+        "sign": "wrong side",
+        "sum": "summed the per-pair losses",
+        "interleave": "B chosen rows first",
+        "no_step": "weights never changed",
+        "loss_after": "computed before the update",
+    }
+    for mistake, words in expectations.items():
+        ok, out = verdict(ch03.check_training_step, variant(**{mistake: True}), capsys)
+        assert not ok and words in out, (mistake, out)
+
+    ok, out = verdict(ch03.check_training_step, lambda *a: None, capsys)
+    assert not ok and "returned None" in out
+    ok, out = verdict(ch03.check_training_step, not_done, capsys)
+    assert not ok and out.startswith("⏳")
 
 
 # --- dead_parameter_count -----------------------------------------------------------------------

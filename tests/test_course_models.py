@@ -125,6 +125,9 @@ def test_recipe_identity_and_defaults():
         assert recipe.frozen_layers == 0  # a GPU trains every layer
     changed = cm.CourseRecipe(**{**vars(recipe), "frozen_layers": recipe.frozen_layers + 1})
     assert changed.to_dict() != recipe.to_dict()  # freezing is part of the identity
+    assert recipe.pooling == "first" and recipe.to_dict()["pooling"] == "first"
+    mean = cm.CourseRecipe(**{**vars(recipe), "pooling": "mean"})
+    assert mean.to_dict() != recipe.to_dict()  # so is pooling
 
 
 def test_the_gpu_recipe_is_bigger_and_trains_every_layer(monkeypatch):
@@ -136,6 +139,8 @@ def test_the_gpu_recipe_is_bigger_and_trains_every_layer(monkeypatch):
     gpu = cm.course_recipe(progress=False)
     assert gpu.frozen_layers == 0 and gpu.n_train > cpu.n_train and gpu.n_test > cpu.n_test
     assert gpu.config.batch_size > cpu.config.batch_size
+    # full fine-tuning on a GPU uses BERT's fine-tuning range; the short frozen CPU run a larger lr
+    assert 2e-5 <= gpu.config.lr <= 5e-5 < cpu.config.lr
     assert gpu.to_dict() != cpu.to_dict()  # a CPU checkpoint is never taken for the GPU recipe
 
 
@@ -151,6 +156,17 @@ def test_frozen_layers_of_the_recipe_stay_at_their_initial_weights(tiny_recipe, 
         elif name.endswith("classifier.weight"):
             assert not same, "the reward head did not train"
     assert result.n_steps == 2
+
+
+def test_the_recipe_pooling_reaches_the_model_and_its_checkpoint(tiny_recipe, monkeypatch):
+    mean = cm.CourseRecipe(**{**vars(tiny_recipe), "pooling": "mean"})
+    monkeypatch.setattr(cm, "course_recipe", lambda progress=True: mean)
+    model = cm.course_reward_model()
+    assert model.pooling == "mean"
+    again = cm.course_reward_model()  # loaded: the checkpoint keeps its pooling
+    assert again.pooling == "mean"
+    prompts, responses = ["Say hi."], ["Hi there, friend!"]
+    torch.testing.assert_close(model.score(prompts, responses), again.score(prompts, responses))
 
 
 def test_splits_follow_the_recipe(tiny_recipe):
@@ -222,12 +238,15 @@ def test_compare_responses_gives_rewards_and_bt_probability():
         cm.compare_responses(object(), "Q", "a", "b")
 
 
-def test_playground_scores_on_click():
+def test_playground_opens_scored_and_scores_on_click():
     box = cm.reward_playground(_FakeModel(), "Q", "abc", "a")
     prompt, a, b, button, out = box.children
     assert (prompt.value, a.value, b.value) == ("Q", "abc", "a")
+    assert len(out.outputs) == 1 and "reward(A) = +3.000" in out.outputs[0]["text"]  # already scored
+    a.value = "abcd"
     button.click()
-    assert len(out.outputs) == 1 and "reward(A) = +3.000" in out.outputs[0]["text"]
+    assert len(out.outputs) == 1 and "reward(A) = +4.000" in out.outputs[0]["text"]
+    assert cm.reward_playground(_FakeModel(), "Q").children[-1].outputs == ()  # nothing to score
     b.value = ""
     button.click()
     assert "cannot score: empty text in response_b" in out.outputs[0]["text"]

@@ -35,6 +35,7 @@ RUN_SIZES = {
     ("04_training_fast", "SEED_STYLE_STEPS"): "timed steps of the 512 rung; checked below against the plan",
     ("04_training_fast", "BATCH"): "pairs per step; the plan is built below",
     ("05_evaluation", "BATCH"): "scoring batch size",
+    ("course_models", "lr"): "learning rate of the recipe, not data",
     ("course_models", "batch_size"): "training batch size; steps checked below",
     ("course_models", "eval_every"): "validation cadence; checked below against the steps",
     ("course_models", "eval_batch_size"): "scoring batch size",

@@ -39,7 +39,8 @@ def test_module_help_documents_every_option():
     for option in ("--data", "--format", "--backbone", "--output", "--max-length", "--batch-size",
                    "--lr", "--epochs", "--max-steps", "--grad-accum", "--margin",
                    "--center-rewards-coef", "--val-data", "--eval-every", "--seed",
-                   "--weights-checksum", "--freeze-layers", "world:SPLIT:N", "torchrun"):
+                   "--weights-checksum", "--freeze-layers", "world:SPLIT:N", "torchrun",
+                   "--bf16", "--keep-dropout"):
         assert option in proc.stdout, f"--help does not mention {option}"
 
 
@@ -58,6 +59,7 @@ def test_two_step_run_writes_a_checkpoint_transformers_reloads(tiny_backbone, tm
     assert code == 0
     printed = capsys.readouterr().out
     assert "trained 2 steps" in printed and "saved checkpoint" in printed
+    assert "dropout: off while training" in printed and "precision: " in printed
     assert "validation accuracy" in printed
 
     hf = AutoModelForSequenceClassification.from_pretrained(out)
@@ -151,3 +153,39 @@ def test_parser_defaults_are_the_course_defaults():
     args = build_parser().parse_args(["--data", "world:train:8"])
     assert (args.backbone, args.max_length, args.epochs, args.grad_accum, args.seed) == ("minilm", 128, 1.0, 1, 0)
     assert args.group_by_length and args.progress and args.output is None
+    assert args.bf16 == "auto" and not args.keep_dropout
+
+
+@pytest.mark.parametrize("flags, env, expected", [
+    ([], "1", "precision: bf16 autocast (--bf16 auto; RMCOURSE_BF16=1); dropout: off while training"),
+    ([], "0", "precision: float32 (--bf16 auto; RMCOURSE_BF16=0)"),
+    (["--bf16", "off"], None, "precision: float32 (--bf16 off)"),
+    (["--bf16", "on", "--keep-dropout"], None,
+     "precision: bf16 autocast (--bf16 on); dropout: kept (--keep-dropout)"),
+])
+def test_the_run_says_which_precision_and_dropout_it_chose(tiny_backbone, capsys, monkeypatch,
+                                                           flags, env, expected):
+    if env is None:
+        monkeypatch.delenv("RMCOURSE_BF16", raising=False)
+    else:
+        monkeypatch.setenv("RMCOURSE_BF16", env)
+    monkeypatch.setenv("RMCOURSE_DEVICE", "cpu")
+    code = main(["--data", "world:train:8", "--backbone", str(tiny_backbone), "--max-steps", "1",
+                 "--batch-size", "4", "--max-length", "96", "--no-progress", "--threads", "1",
+                 *flags])
+    assert code == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_describe_choices_names_the_cpu_flags(monkeypatch):
+    from rmcourse import device
+    from rmcourse.train import describe_choices
+    from rmcourse.trainer import TrainConfig
+
+    monkeypatch.delenv("RMCOURSE_BF16", raising=False)
+    monkeypatch.setattr(device, "cpu_bf16_flags", lambda cpuinfo=None: ["amx_bf16", "avx512_bf16"])
+    line = describe_choices(TrainConfig(), torch.device("cpu"))
+    assert "bf16 autocast (--bf16 auto; this CPU has bf16 matrix units: amx_bf16, avx512_bf16)" in line
+    monkeypatch.setattr(device, "cpu_bf16_flags", lambda cpuinfo=None: [])
+    assert "float32 (--bf16 auto; this CPU has no bf16 matrix units)" in \
+        describe_choices(TrainConfig(), torch.device("cpu"))

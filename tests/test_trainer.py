@@ -15,11 +15,12 @@ from datasets import Dataset
 
 matplotlib.use("Agg")
 
-from rmcourse.metrics import pairwise_accuracy, score_pairs  # noqa: E402
+from rmcourse.metrics import pair_collator_for, pairwise_accuracy, score_pairs  # noqa: E402
 from rmcourse.models import RewardModel, bundled_model_path  # noqa: E402
+from rmcourse.tokenization import tokenize_pairs  # noqa: E402
 from rmcourse.trainer import (  # noqa: E402
-    HISTORY_COLUMNS, TrainConfig, TrainResult, evaluate, lr_factor, make_optimizer, param_groups,
-    train_reward_model,
+    FLOAT32_ATTENTION, HISTORY_COLUMNS, TrainConfig, TrainResult, dropout_disabled, evaluate,
+    float32_attention, lr_factor, make_optimizer, param_groups, train_reward_model, use_bf16,
 )
 
 PROMPTS = ["How was the movie?", "Tell me about your day.", "Is the soup any good?",
@@ -143,7 +144,8 @@ def sgd(monkeypatch):
 
 
 def _one_step(model, pairs, **kw):
-    base = dict(lr=100.0, max_steps=1, warmup_ratio=0.0, max_grad_norm=None)
+    # float32: the equality below is about the arithmetic of accumulation, not bf16 rounding.
+    base = dict(lr=100.0, max_steps=1, warmup_ratio=0.0, max_grad_norm=None, bf16=False)
     train_reward_model(model, pairs, None, quiet(**base, **kw))
     return {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -253,6 +255,7 @@ def test_weight_decay_skips_biases_and_layernorm(make_model):
     (dict(center_rewards_coef=float("nan")), ValueError, "center_rewards_coef"),
     (dict(use_margin="yes"), TypeError, "use_margin must be True or False"),
     (dict(bf16="yes"), ValueError, "bf16 must be"),
+    (dict(disable_dropout="yes"), TypeError, "disable_dropout must be True or False"),
     (dict(eval_every=0), ValueError, "eval_every"),
     (dict(early_stopping_patience=2), ValueError, "needs eval_every"),
     (dict(seed=-1), ValueError, "seed"),
@@ -278,6 +281,144 @@ def test_bad_training_calls_are_named(make_model):
         train_reward_model(torch.nn.Linear(2, 1), pairs, None, quiet())
     with pytest.raises(ValueError, match="missing column 'chosen'"):
         train_reward_model(model, pairs.remove_columns("chosen"), None, quiet())
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="bf16=True needs a CUDA"):
-            train_reward_model(model, pairs, None, quiet(bf16=True))
+    with pytest.raises(ValueError, match="bf16=True needs a CUDA or CPU device, not mps"):
+        use_bf16(TrainConfig(bf16=True), "mps")
+
+
+# ---------------------------------------------------------------- precision
+def test_bf16_auto_follows_the_device_check(monkeypatch):
+    monkeypatch.setenv("RMCOURSE_BF16", "1")  # as on a CPU with bf16 matrix units
+    assert use_bf16(TrainConfig(), "cpu") is True
+    monkeypatch.setenv("RMCOURSE_BF16", "0")  # as on a CPU without them
+    assert use_bf16(TrainConfig(), "cpu") is False
+    assert use_bf16(TrainConfig(bf16=True), "cpu") is True  # forced: emulated, but it works
+    assert use_bf16(TrainConfig(bf16=False), "cpu") is False
+    assert use_bf16(TrainConfig(), "mps") is False
+
+
+def test_bf16_training_learns_and_keeps_the_reward_head_in_float32(make_model):
+    model = make_model()
+    result = train_reward_model(model, make_pairs(64), None,
+                                quiet(lr=1e-2, batch_size=8, epochs=2.0, bf16=True))
+    assert result.history["loss"].iloc[-3:].mean() < result.history["loss"].iloc[:3].mean() - 0.3
+    assert evaluate(model, make_pairs(32, seed=99), max_length=64)["accuracy"] >= 0.9
+    # Under bf16 autocast the rewards still come out of a float32 head: not on bf16's grid.
+    pairs = make_pairs(32, seed=7)
+    tok = model.tokenizer(list(pairs["prompt"]), list(pairs["chosen"]), padding=True,
+                          return_tensors="pt")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        rewards = model(tok["input_ids"], tok["attention_mask"], tok["token_type_ids"])
+    assert not torch.equal(rewards, rewards.bfloat16().float()), "rewards were rounded to bf16"
+
+
+def test_float32_attention_is_exact_in_float32_and_restored(make_model):
+    model = make_model()
+    model.eval()
+    batch = model.tokenizer(["short", "a much longer text than the first one"], padding=True,
+                            return_tensors="pt")  # the first row is padded: the mask matters
+    with torch.no_grad():
+        plain = model(**batch)
+        with float32_attention(model) as switched:
+            assert switched and model.hf.config._attn_implementation == FLOAT32_ATTENTION
+            inside = model(**batch)
+    assert model.hf.config._attn_implementation == "sdpa"
+    torch.testing.assert_close(inside, plain, rtol=0, atol=1e-6)
+    # Under bf16 autocast attention then runs in float32: closer to the float32 rewards.
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16_attention = model(**batch)
+        with float32_attention(model):
+            f32_attention = model(**batch)
+    assert (f32_attention - plain).abs().max() <= (bf16_attention - plain).abs().max()
+
+
+def test_float32_attention_leaves_other_attention_alone(make_model):
+    model = make_model()
+    model.hf.set_attn_implementation("eager")
+    with float32_attention(model) as switched:
+        assert not switched and model.hf.config._attn_implementation == "eager"
+
+
+# ---------------------------------------------------------------- dropout
+@pytest.fixture(scope="module")
+def make_dropout_model(tokenizer):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128,
+                        num_labels=1, hidden_dropout_prob=0.3, attention_probs_dropout_prob=0.3)
+
+    def build(seed=0):
+        torch.manual_seed(seed)
+        return RewardModel(BertForSequenceClassification(config), tokenizer, max_length=64)
+
+    return build
+
+
+def _train_mode_margins(model, pairs, repeats=2):
+    batch = pair_collator_for(model)(tokenize_pairs(pairs, model.tokenizer, 64)[0].to_list())
+    model.train()
+    with torch.no_grad():
+        return [torch.sub(*model.pair_rewards(batch)) for _ in range(repeats)]
+
+
+def test_dropout_puts_noise_into_the_margin_and_dropout_disabled_removes_it(make_dropout_model):
+    model = make_dropout_model()
+    pairs = make_pairs(8)
+    first, second = _train_mode_margins(model, pairs)
+    assert not torch.allclose(first, second), "dropout should draw new masks every forward"
+    with dropout_disabled(model) as n_switched:
+        assert n_switched == sum(isinstance(m, torch.nn.Dropout) for m in model.modules())
+        first, second = _train_mode_margins(model, pairs)
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+    assert all(m.p == 0.3 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+
+
+def test_dropout_disabled_covers_decoder_attention_dropout():
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, num_labels=1,
+                         pad_token_id=0, attention_dropout=0.4)
+    model = LlamaForSequenceClassification(config)
+    attention = [m for m in model.modules() if hasattr(m, "attention_dropout")]
+    assert attention and all(m.attention_dropout == 0.4 for m in attention)
+    with dropout_disabled(model) as n_switched:
+        assert n_switched == len(attention)
+        assert all(m.attention_dropout == 0.0 for m in attention)
+    assert all(m.attention_dropout == 0.4 for m in attention)
+
+
+@pytest.mark.parametrize("disable", [True, False])
+def test_training_runs_with_dropout_off_by_default_and_restores_it(make_dropout_model, disable):
+    model = make_dropout_model()
+    dropout = next(m for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    seen = []
+    dropout.register_forward_hook(lambda module, args, out: seen.append((module.training, module.p)))
+    config = quiet(lr=1e-3, batch_size=4, max_steps=2) if disable else \
+        quiet(lr=1e-3, batch_size=4, max_steps=2, disable_dropout=False)
+    assert TrainConfig().disable_dropout is True
+    train_reward_model(model, make_pairs(8), None, config)
+    rates = {p for training, p in seen if training}
+    assert rates == ({0.0} if disable else {0.3})
+    assert dropout.p == 0.3  # restored after training
+
+
+def test_train_seconds_leave_validation_out(make_model, monkeypatch):
+    import time
+
+    import rmcourse.trainer as trainer
+
+    real = trainer._evaluate_tokenized
+
+    def slow_validation(*args, **kwargs):
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_evaluate_tokenized", slow_validation)
+    start = time.perf_counter()
+    result = train_reward_model(make_model(), make_pairs(16), make_pairs(4, seed=1),
+                                quiet(lr=1e-3, batch_size=4, max_steps=3, eval_every=1))
+    wall = time.perf_counter() - start
+    assert result.history["val_accuracy"].notna().sum() == 3  # validated three times
+    assert 0 < result.train_seconds < wall - 1.5
+    assert result.pairs_per_second == pytest.approx(12 / result.train_seconds)

@@ -1,27 +1,30 @@
 """Checkers for chapter 03 (the reward model). Each takes the learner's function, prints a verdict.
 
-Inputs are small synthetic tensors or a tiny random BERT, so every check runs in well under a
-second, and each failure names the first thing that is wrong.
+Inputs are small synthetic tensors or a tiny random BERT, so every check runs in seconds, and
+each failure names the first thing that is wrong. The training-step checker replays the
+batches the course trainer (`rmcourse.trainer.train_reward_model`) fed to a tiny model and
+compares the learner's losses and weights with the trainer's, step by step.
 """
 from __future__ import annotations
 
-import math
+import functools
+import warnings
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 
 from rmcourse.checking import check, expect
-from rmcourse.losses import pairwise_loss
 
 __all__ = [
     "check_last_token_pool",
     "check_stacked_rewards",
-    "check_bt_loss",
-    "check_centered_loss",
+    "check_mean_pool",
+    "check_training_step",
     "check_dead_parameter_count",
     "check_freeze_bottom",
     "tiny_seed_model",
+    "trainer_replay",
 ]
 
 
@@ -83,13 +86,19 @@ def check_last_token_pool(fn: Callable) -> bool:
 
 # ----------------------------------------------------------------------------------------------
 class _CountingModel:
-    """A fake reward model: reward = sum over real tokens of (id + 1) * (position + 1).
+    """A fake reward model that reads its input the way a transformers decoder does.
 
-    Padding on the right with mask 0 does not change it, so a correct stacked forward gives the
-    same rewards as scoring each side alone. It records the shape of every call."""
+    reward = sum over real (mask 1) tokens of (id + 1) * (position + 1), plus 1000 times the
+    position of the row's last token, found as transformers' `*ForSequenceClassification`
+    decoders find it: the rightmost position whose id is not `pad_id`. Right padding with
+    `pad_id` and mask 0 changes nothing, so a correct stacked forward gives the same rewards as
+    scoring each side alone; padding with another id moves the "last token" onto the padding.
+    It records the shape and the ids of every call."""
 
-    def __init__(self) -> None:
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
         self.calls: list[tuple[int, int]] = []
+        self.inputs: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         expect(isinstance(input_ids, torch.Tensor) and isinstance(attention_mask, torch.Tensor),
@@ -98,8 +107,12 @@ class _CountingModel:
                f"model got input_ids {tuple(input_ids.shape)} but attention_mask "
                f"{tuple(attention_mask.shape)}: pad both to the same length")
         self.calls.append(tuple(input_ids.shape))
+        self.inputs.append((input_ids.detach().clone(), attention_mask.detach().clone()))
         positions = torch.arange(1, input_ids.shape[1] + 1, dtype=torch.float32)
-        return ((input_ids.float() + 1) * positions * attention_mask.float()).sum(dim=1)
+        content = ((input_ids.float() + 1) * positions * attention_mask.float()).sum(dim=1)
+        not_pad = (input_ids != self.pad_id).long()
+        last = input_ids.shape[1] - 1 - not_pad.flip(dims=[1]).argmax(dim=1)
+        return content + 1000.0 * last.float()
 
 
 def _side(ids: list[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -118,13 +131,13 @@ def check_stacked_rewards(fn: Callable) -> bool:
     `rejected` are right-padded batches {"input_ids", "attention_mask"} of different lengths."""
 
     def test() -> None:
-        pad_id = 7
+        pad_id = 7  # no real token below has id 7
         chosen = _side([[3, 4, 5], [6, 2], [9, 9, 9, 9, 9, 1]], pad_id)
         rejected = _side([[3, 8], [6, 2, 2, 2], [1]], pad_id)
-        reference = _CountingModel()
+        reference = _CountingModel(pad_id)
         want_c = reference(**chosen)
         want_r = reference(**rejected)
-        model = _CountingModel()
+        model = _CountingModel(pad_id)
         out = fn(model, chosen, rejected, pad_id)
         expect(isinstance(out, tuple) and len(out) == 2,
                f"return a tuple (chosen_rewards, rejected_rewards), got {type(out).__name__}")
@@ -140,6 +153,14 @@ def check_stacked_rewards(fn: Callable) -> bool:
         if torch.allclose(got_c, want_r) and torch.allclose(got_r, want_c):
             raise AssertionError("chosen and rejected rewards are swapped: the first B rows of the "
                                  "stacked batch are the chosen ones")
+        ids, mask = model.inputs[0]
+        padded_ids = ids[mask == 0].unique().tolist()
+        if padded_ids and padded_ids != [pad_id]:
+            raise AssertionError(
+                f"the padded positions hold id(s) {padded_ids}, not pad_id={pad_id}. A mask of 0 "
+                "hides them from attention, but a transformers decoder finds the end of each text "
+                "as the rightmost id that is not pad_id, so it would read the padding (the pad == "
+                "eos lesson of chapter 03): pad input_ids with pad_id")
         for name, got, want in (("chosen", got_c, want_c), ("rejected", got_r, want_r)):
             if not torch.allclose(got, want):
                 raise AssertionError(
@@ -151,89 +172,272 @@ def check_stacked_rewards(fn: Callable) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-def _scalar(value: Any, what: str) -> torch.Tensor:
-    value = _tensor(value, what)
-    expect(value.numel() == 1, f"{what} returned shape {tuple(value.shape)}; expected one number "
-                               "(the mean over pairs)")
-    return value.reshape(())
-
-
-def check_bt_loss(fn: Callable) -> bool:
-    """Exercise: bt_loss(chosen_rewards, rejected_rewards, margin=None) -> mean of
-    -log sigmoid(r_c - r_r - margin); margin is None, a float or one value per pair."""
+def check_mean_pool(fn: Callable) -> bool:
+    """Exercise: mean_pool(hidden, attention_mask) -> [batch, dim], each row's mean over its REAL
+    (mask 1) positions, for right and left padding, with a 0/1 integer or bool mask."""
+    from rmcourse.pooling import mean_pool
 
     def test() -> None:
-        chosen = torch.tensor([2.0, 0.5, -1.0, 3.0])
-        rejected = torch.tensor([1.0, 0.5, 1.0, -2.0])
-        got = _scalar(fn(chosen, rejected), "bt_loss(chosen, rejected)")
-        want = pairwise_loss(chosen, rejected)
-        if torch.isclose(got, pairwise_loss(rejected, chosen), atol=1e-5):
-            raise AssertionError("the loss rewards the wrong side: use r_chosen - r_rejected")
-        if torch.isclose(got, -F.logsigmoid(chosen - rejected).sum(), atol=1e-5):
-            raise AssertionError(f"you returned the sum ({got.item():.4f}); take the mean over "
-                                 "pairs so the loss does not grow with the batch size")
-        expect(torch.isclose(got, want, atol=1e-5), f"bt_loss returned {got.item():.5f}, expected "
-               f"mean(-log sigmoid(r_c - r_r)) = {want.item():.5f}")
-        margin = torch.tensor([1.0, 0.0, 0.5, 2.0])
-        got_m = _scalar(fn(chosen, rejected, margin), "bt_loss(..., margin)")
-        if torch.isclose(got_m, pairwise_loss(chosen, rejected, margin=-margin), atol=1e-5):
-            raise AssertionError("the margin has the wrong sign: it is subtracted, "
-                                 "-log sigmoid(r_c - r_r - m), so a pair must be won BY m")
-        want_m = pairwise_loss(chosen, rejected, margin=margin)
-        expect(torch.isclose(got_m, want_m, atol=1e-5), f"with margins {margin.tolist()} you "
-               f"returned {got_m.item():.5f}, expected {want_m.item():.5f}")
-        got_f = _scalar(fn(chosen, rejected, 1.0), "bt_loss(..., margin=1.0)")
-        expect(torch.isclose(got_f, pairwise_loss(chosen, rejected, margin=1.0), atol=1e-5),
-               "a float margin must apply to every pair")
-        far = _scalar(fn(torch.tensor([-200.0]), torch.tensor([0.0])), "bt_loss(-200, 0)")
-        expect(math.isfinite(far.item()), f"bt_loss(-200, 0) returned {far.item()}: "
-               "log(sigmoid(x)) underflows to log(0); use F.logsigmoid")
-        expect(abs(far.item() - 200.0) < 1e-3, f"bt_loss(-200, 0) returned {far.item():.4f}, "
-                                              "expected 200")
-        leaf = chosen.clone().requires_grad_(True)
-        loss = _scalar(fn(leaf, rejected), "bt_loss")
-        expect(loss.requires_grad, "the loss carries no gradient: keep it a tensor computed from "
-                                   "the rewards (no float(), .item(), .detach() or torch.tensor())")
-        loss.backward()
-        expect(leaf.grad is not None and bool((leaf.grad < 0).all()),
-               "the gradient w.r.t. r_chosen must be negative (raising r_chosen lowers the loss); "
-               "do not detach or convert to Python numbers")
-
-    return check("bt_loss", test)
-
-
-def check_centered_loss(fn: Callable) -> bool:
-    """Exercise: centered_loss(chosen_rewards, rejected_rewards, coef) -> BT loss (mean) +
-    coef * mean((r_c + r_r)^2) (Eisenstein et al. 2023; TRL's center_rewards_coefficient)."""
-
-    def test() -> None:
-        chosen = torch.tensor([2.0, 0.5, -1.0, 3.0])
-        rejected = torch.tensor([1.0, -0.5, -3.0, 2.0])
-        coef = 0.1
-        got = _scalar(fn(chosen, rejected, coef), "centered_loss")
-        want = pairwise_loss(chosen, rejected, center_coef=coef)
-        bt = pairwise_loss(chosen, rejected)
-        wrong = {
-            "the BT loss alone: add coef * mean((r_c + r_r)^2)": bt,
-            "coef * mean((r_c - r_r)^2): centering penalises the SUM r_c + r_r (the level), "
-            "not the difference": bt + coef * ((chosen - rejected) ** 2).mean(),
-            "coef * (mean(r_c + r_r))^2: square each pair's sum first, then average":
-                bt + coef * (chosen + rejected).mean() ** 2,
-            "coef * sum((r_c + r_r)^2): use the mean over pairs":
-                bt + coef * ((chosen + rejected) ** 2).sum(),
+        torch.manual_seed(0)
+        masks = {
+            "right padding": torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]),
+            "left padding": torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1], [0, 0, 0, 0, 1]]),
         }
-        for message, value in wrong.items():
-            if not torch.isclose(value, want) and torch.isclose(got, value, atol=1e-5):
-                raise AssertionError(f"you computed {message}")
-        expect(torch.isclose(got, want, atol=1e-5), f"centered_loss returned {got.item():.5f}, "
-               f"expected {want.item():.5f}")
-        zero = _scalar(fn(chosen, rejected, 0.0), "centered_loss(coef=0)")
-        expect(torch.isclose(zero, bt, atol=1e-5), "with coef=0 the loss must equal the BT loss")
-        shift = _scalar(fn(chosen + 5, rejected + 5, coef), "centered_loss (shifted)")
-        expect(bool(shift > got), "adding 5 to every reward must raise the centered loss (the BT "
-                                  "part cannot see a shift; only the centering term can)")
+        for name, mask in masks.items():
+            hidden = torch.randn(3, 5, 4)
+            hidden[mask == 0] = 50.0  # pads hold big values: averaging them in is obvious
+            want = mean_pool(hidden, mask)
+            out = _tensor(fn(hidden, mask), f"mean_pool (under {name})")
+            expect(tuple(out.shape) == (3, 4), f"under {name} you returned shape "
+                   f"{tuple(out.shape)} for hidden [3, 5, 4]; expected [3, 4] (one vector per row)")
+            if torch.allclose(out, want, atol=1e-5):
+                continue
+            m = mask.float().unsqueeze(-1)
+            wrong = {
+                "you averaged every position, pads included (hidden.mean(dim=1)); weight each "
+                "position by its mask and divide by the number of real tokens":
+                    hidden.mean(dim=1),
+                "you summed the real tokens but divided by the full length L; divide each row by "
+                "its own number of real tokens, mask.sum(dim=1)":
+                    (hidden * m).sum(dim=1) / mask.shape[1],
+                "you divided by the number of real tokens in the whole batch; each row needs its "
+                "own count (mask.sum(dim=1, keepdim=True))":
+                    (hidden * m).sum(dim=1) / mask.sum(),
+                "you returned the sum over real tokens; divide by their number":
+                    (hidden * m).sum(dim=1),
+                "you read the first real token only, which is first-token pooling":
+                    hidden[torch.arange(3), mask.argmax(dim=1)],
+            }
+            for message, value in wrong.items():
+                if torch.allclose(out, value, atol=1e-4):
+                    raise AssertionError(f"under {name}: {message}")
+            row = next(i for i in range(3) if not torch.allclose(out[i], want[i], atol=1e-5))
+            raise AssertionError(f"under {name} row {row} (mask {mask[row].tolist()}) should be "
+                                 f"{[round(v, 3) for v in want[row].tolist()]}, you returned "
+                                 f"{[round(v, 3) for v in out[row].tolist()]}")
+        hidden = torch.randn(3, 5, 4)
+        out = _tensor(fn(hidden, masks["left padding"].bool()), "mean_pool (bool mask)")
+        expect(torch.allclose(out, mean_pool(hidden, masks["left padding"]), atol=1e-5),
+               "with a bool attention mask the result changed: turn the mask into floats "
+               "(mask.float() or .to(hidden.dtype)) before multiplying and counting")
+        # A row's vector must not depend on how much padding its batch added.
+        alone = _tensor(fn(hidden[1:2, :3], torch.ones(1, 3, dtype=torch.long)), "mean_pool")
+        padded = _tensor(fn(hidden[1:2], torch.tensor([[1, 1, 1, 0, 0]])), "mean_pool")
+        expect(torch.allclose(alone, padded, atol=1e-5), "the same 3 tokens gave a different "
+               "vector with 2 pads after them: padding must not change a row's mean")
+        leaf = hidden.clone().requires_grad_(True)
+        pooled = _tensor(fn(leaf, masks["right padding"]), "mean_pool")
+        expect(pooled.requires_grad, "the result carries no gradient: keep the computation in "
+                                     "torch (no .detach(), .numpy() or torch.tensor(...))")
+        pooled.sum().backward()
+        expect(bool((leaf.grad[masks["right padding"] == 0] == 0).all()),
+               "padded positions receive a gradient: they must not take part in the mean")
 
-    return check("centered_loss", test)
+    return check("mean_pool", test)
+
+
+# ----------------------------------------------------------------------------------------------
+REPLAY_STEPS = 4
+
+
+def _tiny_reward_model(seed: int = 0):
+    """A tiny random BERT reward model with MiniLM's tokenizer (fast; no dropout)."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from rmcourse.models import RewardModel, load_tokenizer
+
+    tokenizer = load_tokenizer("minilm")
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1,
+                        num_attention_heads=2, intermediate_size=32, max_position_embeddings=128,
+                        num_labels=1, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(seed)
+    return RewardModel(BertForSequenceClassification(config), tokenizer, max_length=128)
+
+
+def trainer_replay(model=None, pairs=None, config=None, seed: int = 0) -> dict:
+    """What the course trainer does in its first steps, recorded so they can be replayed.
+
+    By default on a tiny random BERT, 16 world pairs and `REPLAY_STEPS` steps (what
+    `check_training_step` uses); pass `model` (a RewardModel), `pairs` and `config` (a TrainConfig
+    with `max_steps`) to record a real run. Returns a dict: `model` (the model, untrained,
+    with its dropout rates set to 0 as the trainer runs it), `batches` (the stacked batches the
+    trainer fed to the model, recorded by a forward hook, in order), `config`, `losses` and `lrs` (the trainer's history, one row per step),
+    `state` (its weights after the last step), and `make_optimizer_and_scheduler(model)`, which
+    builds them exactly as the trainer does. The default config warms up then decays (so the
+    order of optimizer and scheduler steps matters) and clips at a norm below every step's
+    gradient norm (this tiny model's gradients are about 1e-4), so that clipping acts.
+    """
+    import contextlib
+    import copy
+    import io
+
+    from rmcourse.trainer import TrainConfig, lr_factor, make_optimizer, train_reward_model
+    from rmcourse.world import PreferenceWorld
+
+    if pairs is None:
+        pairs = PreferenceWorld(seed=0).pairs("train", 16)
+    if config is None:
+        config = TrainConfig(lr=5e-3, batch_size=4, max_steps=REPLAY_STEPS, warmup_ratio=0.5,
+                             weight_decay=0.01, max_grad_norm=5e-5, max_length=128, bf16=False,
+                             group_by_length=False, seed=seed, progress=False, log_every=1)
+    if not isinstance(config, TrainConfig) or config.max_steps is None:
+        raise ValueError("config must be a TrainConfig with max_steps set")
+    if config.log_every != 1 or config.grad_accum_steps != 1:
+        raise ValueError("config needs log_every=1 and grad_accum_steps=1: the replay compares "
+                         "every step, one batch each")
+    base = _tiny_reward_model(seed) if model is None else model
+    if config.disable_dropout:  # as the trainer runs it (TRL's disable_dropout, kept off here)
+        for module in base.modules():
+            if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+                module.p = 0.0
+    trained = copy.deepcopy(base)
+    batches: list[dict] = []
+
+    def record(_module, _args, kwargs):
+        batches.append({k: v.detach().clone() for k, v in kwargs.items() if v is not None})
+
+    handle = trained.register_forward_pre_hook(record, with_kwargs=True)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the trainer's one-line data report
+            result = train_reward_model(trained, pairs, None, config)
+    finally:
+        handle.remove()
+    total = config.max_steps
+    warmup = int(round(config.warmup_ratio * total))
+
+    def make_optimizer_and_scheduler(model):
+        optimizer = make_optimizer(model, config)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_factor(min(s, total - 1), total, warmup))
+        return optimizer, scheduler
+
+    return {"model": base, "batches": batches, "config": config,
+            "losses": result.history["loss"].tolist(), "lrs": result.history["lr"].tolist(),
+            "state": {k: v.detach().clone() for k, v in trained.state_dict().items()},
+            "make_optimizer_and_scheduler": make_optimizer_and_scheduler}
+
+
+@functools.lru_cache(maxsize=1)
+def _cached_replay() -> dict:
+    # Models and batches are copied before use (`_run_steps`), so one replay serves every check.
+    return trainer_replay()
+
+
+def _reference_step(model, batch, optimizer, scheduler, max_grad_norm, mistake=None):
+    """The right training step, or one with a named `mistake` (to recognise the learner's)."""
+    if mistake != "no zero_grad":
+        optimizer.zero_grad(set_to_none=True)
+    rewards = model(**batch)
+    b = rewards.shape[0] // 2
+    chosen, rejected = rewards[:b], rewards[b:]
+    if mistake == "interleaved":
+        chosen, rejected = rewards[0::2], rewards[1::2]
+    diff = rejected - chosen if mistake == "sign" else chosen - rejected
+    losses = -F.logsigmoid(diff)
+    loss = losses.sum() if mistake == "sum" else losses.mean()
+    loss.backward()
+    if mistake == "scheduler first":
+        scheduler.step()
+    if mistake != "no clip":
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    if mistake not in ("no scheduler", "scheduler first"):
+        scheduler.step()
+    return float(loss.detach())
+
+
+_MISTAKES = {
+    "no zero_grad": "gradients from the previous step were still in .grad: clear them at the "
+                    "start of every step (optimizer.zero_grad(set_to_none=True))",
+    "no clip": "the update used an unclipped gradient: call torch.nn.utils.clip_grad_norm_("
+               "model.parameters(), max_grad_norm) after backward() and BEFORE optimizer.step() "
+               "(clipping after the step changes nothing: the update is already made)",
+    "no scheduler": "the learning rate never changed: call scheduler.step() once per step, after "
+                    "optimizer.step()",
+    "scheduler first": "scheduler.step() ran before optimizer.step(), so every step used the next "
+                       "step's learning rate: step the optimizer first, then the scheduler",
+    "sign": "the loss rewards the wrong side: -logsigmoid(r_chosen - r_rejected), chosen first",
+    "sum": "you summed the per-pair losses; the trainer takes their mean, so the step does not "
+           "grow with the batch size",
+    "interleaved": "chosen and rejected are not interleaved: the batch holds the B chosen rows "
+                   "first, then the B rejected rows (rewards[:B], rewards[B:])",
+}
+
+
+def _run_steps(step_fn, replay: dict, mistake=None) -> tuple[list, dict]:
+    import copy
+
+    model = copy.deepcopy(replay["model"])
+    model.train()
+    optimizer, scheduler = replay["make_optimizer_and_scheduler"](model)
+    losses = []
+    for batch in replay["batches"]:
+        if mistake is None:
+            out = step_fn(model, {k: v.clone() for k, v in batch.items()}, optimizer, scheduler,
+                          replay["config"].max_grad_norm)
+        else:
+            with warnings.catch_warnings():  # torch warns about the scheduler-first mistake
+                warnings.simplefilter("ignore")
+                out = _reference_step(model, batch, optimizer, scheduler,
+                                      replay["config"].max_grad_norm, mistake)
+        losses.append(out)
+    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@functools.lru_cache(maxsize=None)
+def _mistake_run(mistake: str) -> tuple[list, dict]:
+    """Losses and final weights of the replay done with one named mistake (computed once)."""
+    return _run_steps(None, _cached_replay(), mistake)
+
+
+def _same_state(a: dict, b: dict, atol: float = 1e-6) -> bool:
+    return all(torch.allclose(a[k].float(), b[k].float(), atol=atol) for k in a)
+
+
+def check_training_step(fn: Callable) -> bool:
+    """Exercise: training_step(model, batch, optimizer, scheduler, max_grad_norm) -> the loss
+    (a float) of ONE optimizer step: forward on the stacked batch, mean Bradley-Terry loss,
+    backward, clip the gradient norm, optimizer step, scheduler step. Replayed on the batches the
+    course trainer used for its first steps; losses and weights must match the trainer's."""
+
+    def test() -> None:
+        from rmcourse.checking import as_number
+
+        replay = _cached_replay()
+        expect(len(replay["batches"]) == REPLAY_STEPS, "internal: the trainer did not run")
+        losses, state = _run_steps(fn, replay)
+        losses = [as_number(v, f"training_step (step {i + 1})") for i, v in enumerate(losses)]
+
+        def same_losses(a, b):
+            return all(abs(x - y) < 1e-5 for x, y in zip(a, b))
+
+        right_state = _same_state(state, replay["state"])
+        if right_state and same_losses(losses, replay["losses"]):
+            return
+        untouched = _same_state(state, replay["model"].state_dict(), atol=0.0)
+        expect(not untouched, "the weights never changed: call loss.backward() and "
+                              "optimizer.step() inside training_step")
+        for mistake, message in _MISTAKES.items():
+            wrong_losses, wrong_state = _mistake_run(mistake)
+            if _same_state(state, wrong_state) and same_losses(losses, wrong_losses):
+                raise AssertionError(message)
+        if right_state:
+            step = next(i for i, (g, w) in enumerate(zip(losses, replay["losses"]))
+                        if abs(g - w) >= 1e-5)
+            raise AssertionError(f"step {step + 1}: the weights are right but you returned loss "
+                                 f"{losses[step]:.5f}, the trainer logged "
+                                 f"{replay['losses'][step]:.5f}: return the mean loss of this "
+                                 "step's forward, computed before the update")
+        first = next((i for i, (g, w) in enumerate(zip(losses, replay["losses"]))
+                      if abs(g - w) > 1e-4), None)
+        where = (f"from step {first + 1} (loss {losses[first]:.5f}, trainer "
+                 f"{replay['losses'][first]:.5f})" if first is not None else
+                 "although every loss matches (check what happens after backward)")
+        raise AssertionError(f"your weights drift from the course trainer's {where}: forward "
+                             "the whole stacked batch once, mean -logsigmoid(r_c - r_r), "
+                             "backward, clip, optimizer.step(), scheduler.step()")
+
+    return check("training_step", test)
 
 
 # ----------------------------------------------------------------------------------------------
