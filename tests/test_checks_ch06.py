@@ -405,3 +405,58 @@ def test_fit_gao_bon(capsys):
 
     ok, out = verdict(ch06.check_fit_gao_bon, no_offset, capsys)
     assert not ok and "d = 0" in out
+
+
+# --- label_smoothed_pair_loss -------------------------------------------------------------------
+def good_smoothed(chosen, rejected, epsilon):
+    d = chosen - rejected
+    return (-(1 - epsilon) * F.logsigmoid(d) - epsilon * F.logsigmoid(-d)).mean()
+
+
+def test_label_smoothed_pair_loss(capsys):
+    ok, out = verdict(ch06.check_label_smoothed_pair_loss, good_smoothed, capsys)
+    assert ok and out.startswith("✅")
+
+    def by_library(chosen, rejected, epsilon):  # the same loss through TRL-style pairwise_loss
+        from rmcourse.losses import pairwise_loss
+        return ((1 - epsilon) * pairwise_loss(chosen, rejected, reduction="none")
+                + epsilon * pairwise_loss(rejected, chosen, reduction="none")).mean()
+
+    ok, out = verdict(ch06.check_label_smoothed_pair_loss, by_library, capsys)
+    assert ok, out
+
+    def per_pair(c, r, e):
+        d = c - r
+        return -(1 - e) * F.logsigmoid(d) - e * F.logsigmoid(-d)
+
+    def floored(c, r, e):  # "avoid eps = 0" guard that breaks the plain limit
+        return good_smoothed(c, r, max(e, 0.01))
+
+    def kl(c, r, e):  # cross-entropy minus the target's entropy
+        return good_smoothed(c, r, e) + (1 - e) * math.log(1 - e) + e * math.log(e) if e > 0 else \
+            good_smoothed(c, r, e) + float("nan")
+
+    wrong = {
+        "wrong side": lambda c, r, e: good_smoothed(c, r, 1 - e),
+        "log(sigmoid(x)) underflows": lambda c, r, e: (-(1 - e) * torch.log(torch.sigmoid(c - r))
+                                                       - e * torch.log(torch.sigmoid(r - c))).mean(),
+        "summed over pairs": lambda c, r, e: per_pair(c, r, e).sum(),
+        "one loss per pair": per_pair,
+        "reduce to the plain": floored,
+        "epsilon is ignored": lambda c, r, e: -F.logsigmoid(c - r).mean(),
+        "uniform target": lambda c, r, e: good_smoothed(c, r, e / 2),
+        "Robust DPO": lambda c, r, e: (-(1 - e) * F.logsigmoid(c - r)
+                                       + e * F.logsigmoid(r - c)).mean() / (1 - 2 * e),
+        "wrong sign": lambda c, r, e: (-(1 - e) * F.logsigmoid(c - r) + e * F.logsigmoid(r - c)).mean(),
+        "entropy": kl,
+        "connected": lambda c, r, e: good_smoothed(c, r, e).detach(),
+        "expected a torch.Tensor": lambda c, r, e: float(good_smoothed(c, r, e)),
+        "forget `return`": lambda c, r, e: None,
+        "gradient with respect to the chosen": lambda c, r, e: good_smoothed(c.detach(), r, e),
+    }
+    for phrase, fn in wrong.items():
+        ok, out = verdict(ch06.check_label_smoothed_pair_loss, fn, capsys)
+        assert not ok and phrase in out, (phrase, out)
+
+    ok, out = verdict(ch06.check_label_smoothed_pair_loss, todo, capsys)
+    assert not ok and out.startswith("⏳")

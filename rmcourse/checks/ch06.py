@@ -35,6 +35,7 @@ __all__ = [
     "check_kl_best_of_n_exact",
     "check_expected_best_of_n",
     "check_fit_gao_bon",
+    "check_label_smoothed_pair_loss",
 ]
 
 
@@ -492,3 +493,108 @@ def check_fit_gao_bon(fn: Callable) -> bool:
                    f"on exact data with alpha={alpha}, beta={beta} you returned ({a:.4f}, {b:.4f})")
 
     return check("fit_gao_bon", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def _label_smoothed(c: torch.Tensor, r: torch.Tensor, eps: float) -> torch.Tensor:
+    """The chapter's loss (rmcourse.heads): (1 - eps) BT(c, r) + eps BT(r, c), mean over pairs."""
+    return ((1 - eps) * pairwise_loss(c, r, reduction="none")
+            + eps * pairwise_loss(r, c, reduction="none")).mean()
+
+
+def check_label_smoothed_pair_loss(fn: Callable) -> bool:
+    """Exercise: label_smoothed_pair_loss(chosen_rewards, rejected_rewards, epsilon) -> scalar
+    tensor, mean over pairs of -(1 - eps) log sigmoid(d) - eps log sigmoid(-d), d = r_c - r_r."""
+
+    def test() -> None:
+        g = torch.Generator().manual_seed(9)
+        c, r = torch.randn(12, generator=g) * 2 + 1.0, torch.randn(12, generator=g) * 2
+        d = c - r
+        eps = 0.1
+
+        got = fn(c, r, eps)
+        expect(got is not None, "label_smoothed_pair_loss returned None: did you forget `return`?")
+        expect(isinstance(got, torch.Tensor), f"label_smoothed_pair_loss returned "
+                                              f"{type(got).__name__}, expected a torch.Tensor")
+        if got.numel() == len(c):
+            raise AssertionError(f"you returned one loss per pair (shape {tuple(got.shape)}): the "
+                                 "loss is their MEAN over pairs, one scalar to call backward() on")
+        value = _number(got, "label_smoothed_pair_loss(chosen, rejected, 0.1)")
+        want = float(_label_smoothed(c, r, eps))
+        plain, flipped = -F.logsigmoid(d), -F.logsigmoid(-d)
+        wrong = {
+            "swapped": float((eps * plain + (1 - eps) * flipped).mean()),
+            "sum": float((1 - eps) * plain.sum() + eps * flipped.sum()),
+            "plain": float(plain.mean()),
+            "half": float(((1 - eps / 2) * plain + eps / 2 * flipped).mean()),
+            "minus": float(((1 - eps) * plain - eps * flipped).mean()),
+            "rdpo": float(((1 - eps) * plain - eps * flipped).mean() / (1 - 2 * eps)),
+            "kl": want + (1 - eps) * math.log(1 - eps) + eps * math.log(eps),
+        }
+        if abs(value - wrong["swapped"]) < 1e-5:
+            raise AssertionError("epsilon is on the wrong side: the observed label keeps weight "
+                                 "1 - eps (-(1 - eps) log sigmoid(d)) and only eps goes to the "
+                                 "flipped label (-eps log sigmoid(-d)). Yours trains towards the "
+                                 "rejected answer")
+        if abs(value - wrong["sum"]) < 1e-4:
+            raise AssertionError("you summed over pairs; take the mean, as the chapter's loss and "
+                                 "TRL do, so the learning rate does not depend on the batch size")
+        if abs(value - wrong["plain"]) < 1e-5:
+            raise AssertionError("epsilon is ignored: this is the plain Bradley-Terry loss. Add "
+                                 "the term for the flipped label, -eps log sigmoid(-d), and give "
+                                 "the observed one the weight 1 - eps")
+        if abs(value - wrong["half"]) < 1e-5:
+            raise AssertionError("you smoothed towards the uniform target (1 - eps/2 on the chosen "
+                                 "side, as classification label smoothing does with 2 classes). "
+                                 "Here eps is the probability that the label is flipped: the "
+                                 "chosen side gets 1 - eps, the rejected side eps")
+        if abs(value - wrong["rdpo"]) < 1e-5:
+            raise AssertionError("that is Robust DPO's de-biased loss (flipped term subtracted, "
+                                 "divided by 1 - 2 eps), a different method. Label smoothing ADDS "
+                                 "eps times the loss of the flipped label")
+        if abs(value - wrong["minus"]) < 1e-5:
+            raise AssertionError("the flipped term has the wrong sign: it is a loss, "
+                                 "-eps log sigmoid(-d) >= 0, added to the observed one")
+        if abs(value - wrong["kl"]) < 1e-5:
+            raise AssertionError("you subtracted the entropy of the smoothed target (a KL "
+                                 "divergence): same gradient, but the loss is the cross-entropy "
+                                 "-(1 - eps) log sigmoid(d) - eps log sigmoid(-d), and at eps = 0 "
+                                 "the term 0 * log 0 is nan")
+        expect(abs(value - want) < 1e-5, f"with epsilon = {eps} expected {want:.5f}, got {value:.5f}")
+
+        zero = _number(fn(c, r, 0.0), "label_smoothed_pair_loss(chosen, rejected, 0.0)")
+        want0 = float(pairwise_loss(c, r))
+        expect(abs(zero - want0) < 1e-5,
+               f"with epsilon = 0 the loss must reduce to the plain Bradley-Terry loss "
+               f"-mean(log sigmoid(d)) = {want0:.5f}, got {zero:.5f}")
+        for e in (0.05, 0.25, 0.4):
+            value = _number(fn(c, r, e), f"label_smoothed_pair_loss with epsilon = {e}")
+            want = float(_label_smoothed(c, r, e))
+            expect(abs(value - want) < 1e-5, f"with epsilon = {e} expected {want:.5f}, got {value:.5f}")
+
+        # |d| = 200: sigmoid(-200) underflows to 0 in float32, so log(sigmoid(.)) gives -inf and
+        # eps * inf (or 0 * inf at eps = 0) turns the loss into inf or nan
+        far_c, far_r = torch.tensor([100.0, -100.0, 3.0]), torch.tensor([-100.0, 100.0, 0.0])
+        for e in (0.0, 0.1):
+            far = fn(far_c, far_r, e)
+            expect(isinstance(far, torch.Tensor) and far.numel() == 1 and bool(torch.isfinite(far)),
+                   f"for gaps of +200 and -200 (epsilon = {e}) the loss is {far}, not finite: "
+                   "log(sigmoid(x)) underflows to log(0) = -inf; use F.logsigmoid(d) and "
+                   "F.logsigmoid(-d)")
+            want = float(_label_smoothed(far_c, far_r, e))
+            expect(abs(float(far) - want) < 1e-3, f"for gaps of +200, -200 and 3 (epsilon = {e}) "
+                                                  f"expected {want:.3f}, got {float(far):.3f}")
+
+        cg, rg = c.clone().requires_grad_(True), r.clone().requires_grad_(True)
+        out = fn(cg, rg, eps)
+        expect(isinstance(out, torch.Tensor) and out.requires_grad,
+               "the loss must stay connected to the rewards (no .item(), no numpy, no .detach())")
+        out.backward()
+        # d loss / d r_c = (sigmoid(d) - (1 - eps)) / n: zero where sigmoid(d) = 1 - eps
+        want_grad = (torch.sigmoid(d) - (1 - eps)) / len(d)
+        expect(cg.grad is not None and torch.allclose(cg.grad, want_grad, atol=1e-6),
+               "the gradient with respect to the chosen rewards is not (sigmoid(d) - (1 - eps)) / n")
+        expect(rg.grad is not None and torch.allclose(rg.grad, -want_grad, atol=1e-6),
+               "the gradient with respect to the rejected rewards is not -(sigmoid(d) - (1 - eps)) / n")
+
+    return check("label_smoothed_pair_loss", test)
