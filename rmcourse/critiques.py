@@ -138,18 +138,9 @@ def lm_critiques(lm, prompts: Sequence[str], responses: Sequence[str], max_new_t
                  batch_size: int = 32, template: str = CRITIC_TEMPLATE, progress: bool = False) -> list[str]:
     """Critiques written by a causal LM (greedy, cached under artifacts/): its own view of each
     response, whatever its quality. An empty generation becomes "(no critique)"."""
-    from rmcourse.generative import generate
+    from rmcourse.generative import chat_texts, generate
 
-    for name, value in (("prompts", prompts), ("responses", responses)):
-        if isinstance(value, str):
-            raise TypeError(f"{name} must be a list of strings, got a single string")
-    prompts, responses = list(prompts), list(responses)
-    if len(prompts) != len(responses):
-        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
-    if "{prompt}" not in template or "{response}" not in template:
-        raise ValueError("template must contain the fields {prompt} and {response}")
-    texts = [lm.chat(template.replace("{prompt}", p).replace("{response}", r))
-             for p, r in zip(prompts, responses)]
+    texts = chat_texts(lm, template, prompts, responses)
     out = generate(lm, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     return [c if c.strip() else "(no critique)" for c in out]
 

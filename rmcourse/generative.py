@@ -343,14 +343,11 @@ Answer: {response}
 Is the answer correct (Yes/No)?"""
 
 
-def genrm_rewards(lm: CausalLM, prompts: Sequence[str], responses: Sequence[str],
-                  template: str = GENRM_TEMPLATE, batch_size: int = 16,
-                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """Generative-verifier rewards: (p("Yes") / (p("Yes") + p("No")), p("Yes") + p("No")).
+def chat_texts(lm: CausalLM, template: str, prompts: Sequence[str],
+               responses: Sequence[str]) -> list[str]:
+    """`template` filled with each (prompt, response) and wrapped in the LM's chat format.
 
-    The first is the reward; the second is how much of the next-token distribution the two
-    answers get at all (a verifier fine-tuned as in GenRM puts nearly all of it there; a
-    zero-shot small model does not, hence the renormalisation).
+    The fields are replaced literally (not `str.format`), so braces inside a response are safe.
     """
     for name, value in (("prompts", prompts), ("responses", responses)):
         if isinstance(value, str):
@@ -360,8 +357,20 @@ def genrm_rewards(lm: CausalLM, prompts: Sequence[str], responses: Sequence[str]
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     if "{prompt}" not in template or "{response}" not in template:
         raise ValueError("template must contain the fields {prompt} and {response}")
-    texts = [lm.chat(template.replace("{prompt}", p).replace("{response}", r))
-             for p, r in zip(prompts, responses)]
+    return [lm.chat(template.replace("{prompt}", p).replace("{response}", r))
+            for p, r in zip(prompts, responses)]
+
+
+def genrm_rewards(lm: CausalLM, prompts: Sequence[str], responses: Sequence[str],
+                  template: str = GENRM_TEMPLATE, batch_size: int = 16,
+                  progress: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generative-verifier rewards: (p("Yes") / (p("Yes") + p("No")), p("Yes") + p("No")).
+
+    The first is the reward; the second is how much of the next-token distribution the two
+    answers get at all (a verifier fine-tuned as in GenRM puts nearly all of it there; a
+    zero-shot small model does not, hence the renormalisation).
+    """
+    texts = chat_texts(lm, template, prompts, responses)
     lp = next_token_logprobs(lm, texts, ["Yes", "No"], batch_size=batch_size, progress=progress)
     return yes_probability(lp[:, 0], lp[:, 1]), lp.exp().sum(dim=1)
 

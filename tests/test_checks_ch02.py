@@ -257,3 +257,165 @@ def test_majority_vote_checker(capsys):
 
     ok, out = verdict(ch02.check_majority_vote, todo, capsys)
     assert not ok and out.startswith("⏳")
+
+
+# --- binarise_ratings ---------------------------------------------------------------------------
+def _check_row(row):
+    if len(row["completions"]) != len(row["scores"]):
+        raise ValueError(f"row {row['prompt']!r}: {len(row['completions'])} completions but "
+                         f"{len(row['scores'])} scores")
+
+
+def _pair(row, c, r):
+    return {"prompt": row["prompt"], "chosen": row["completions"][c], "rejected": row["completions"][r],
+            "score_chosen": row["scores"][c], "score_rejected": row["scores"][r]}
+
+
+def make_binarise(pick_chosen=None, pick_rejected=None, keep_all_ties=False, rng_factory=None,
+                  count_dropped=None, validate=True):
+    """A binarise_ratings built from parts, so each test swaps exactly one part for a mistake."""
+
+    def binarise(rows, seed=0):
+        rng = rng_factory(seed) if rng_factory else np.random.default_rng(seed)
+        pairs, dropped = [], 0
+        for row in rows:
+            if validate:
+                _check_row(row)
+            scores = row["scores"]
+            c = pick_chosen(scores) if pick_chosen else int(np.argmax(scores))
+            lower = [k for k, s in enumerate(scores) if s < scores[c]]
+            if not lower and not (keep_all_ties and len(scores) > 1):
+                dropped += 1
+                continue
+            r = pick_rejected(scores, c, lower, rng, seed) if pick_rejected else int(rng.choice(lower))
+            pairs.append(_pair(row, c, r))
+        return pairs, (count_dropped(dropped, pairs) if count_dropped else dropped)
+
+    return binarise
+
+
+good_binarise = make_binarise()
+
+
+def test_binarise_checker_accepts_correct_solutions(capsys):
+    ok, out = verdict(ch02.check_binarise_ratings, good_binarise, capsys)
+    assert ok and out.startswith("✅")
+
+    def python_random(rows, seed=0):  # random.Random(seed) is as good as numpy's generator
+        rng = random.Random(seed)
+        pairs, dropped = [], 0
+        for row in rows:
+            _check_row(row)
+            best = max(row["scores"])
+            c = row["scores"].index(best)
+            lower = [k for k, s in enumerate(row["scores"]) if s < best]
+            if not lower:
+                dropped += 1
+                continue
+            pairs.append(_pair(row, c, rng.choice(lower)))
+        return pairs, dropped
+
+    ok, out = verdict(ch02.check_binarise_ratings, python_random, capsys)
+    assert ok and out.startswith("✅")
+
+
+def test_binarise_checker_rejects_typical_mistakes(capsys):
+    def rejected_lowest(scores, c, lower, rng, seed):
+        return int(np.argmin(scores))
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(pick_rejected=rejected_lowest), capsys)
+    assert not ok and "LOWEST-scored completion in" in out and "AT RANDOM" in out
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(pick_chosen=lambda s: 0), capsys)
+    assert not ok and "highest score" in out
+
+    def swapped(rows, seed=0):  # sorted ascending and took the ends the wrong way round
+        rng = np.random.default_rng(seed)
+        pairs, dropped = [], 0
+        for row in rows:
+            _check_row(row)
+            worst = int(np.argmin(row["scores"]))
+            higher = [k for k, s in enumerate(row["scores"]) if s > row["scores"][worst]]
+            if not higher:
+                dropped += 1
+                continue
+            pairs.append(_pair(row, worst, int(rng.choice(higher))))
+        return pairs, dropped
+
+    ok, out = verdict(ch02.check_binarise_ratings, swapped, capsys)
+    assert not ok and "swapped" in out
+
+    def other_completion(scores, c, lower, rng, seed):  # the others, ties with the best included
+        return int(rng.choice([k for k in range(len(scores)) if k != c]))
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(pick_rejected=other_completion,
+                                                                 keep_all_ties=True), capsys)
+    assert not ok and "no preference" in out
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(pick_rejected=other_completion), capsys)
+    assert not ok and "strictly LOWER" in out
+
+    def with_replacement(scores, c, lower, rng, seed):
+        return int(rng.integers(len(scores)))
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(pick_rejected=with_replacement), capsys)
+    assert not ok and "the chosen completion itself" in out
+
+    def runner_up(scores, c, lower, rng, seed):
+        return max(lower, key=lambda k: scores[k])
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(pick_rejected=runner_up), capsys)
+    assert not ok and "runner-up" in out
+
+    def reseeded_per_row(scores, c, lower, rng, seed):
+        return int(np.random.default_rng(seed).choice(lower))
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(pick_rejected=reseeded_per_row), capsys)
+    assert not ok and "ONE generator" in out
+
+    unseeded = make_binarise(rng_factory=lambda seed: np.random.default_rng())
+    ok, out = verdict(ch02.check_binarise_ratings, unseeded, capsys)
+    assert not ok and "same seed gave different pairs" in out
+
+    fixed = make_binarise(rng_factory=lambda seed: np.random.default_rng(1234))
+    ok, out = verdict(ch02.check_binarise_ratings, fixed, capsys)
+    assert not ok and "seed argument is ignored" in out
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(count_dropped=lambda d, pairs: 0), capsys)
+    assert not ok and "n_dropped = 0" in out
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(validate=False), capsys)
+    assert not ok and "ValueError" in out
+
+    def no_scores(rows, seed=0):
+        pairs, dropped = good_binarise(rows, seed)
+        return [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in pairs], dropped
+
+    ok, out = verdict(ch02.check_binarise_ratings, no_scores, capsys)
+    assert not ok and "'score_chosen'" in out
+
+    def indices(rows, seed=0):
+        pairs, dropped = good_binarise(rows, seed)
+        for p, row in zip(pairs, [r for r in rows if len(set(r["scores"])) > 1]):
+            p["chosen"] = row["completions"].index(p["chosen"])
+        return pairs, dropped
+
+    ok, out = verdict(ch02.check_binarise_ratings, indices, capsys)
+    assert not ok and "not one of its row's completions" in out
+
+    ok, out = verdict(ch02.check_binarise_ratings, todo, capsys)
+    assert not ok and out.startswith("⏳")
+
+
+def test_binarise_checker_does_not_mutate_learner_visible_state(capsys):
+    # The checker hands the learner copies: a learner that sorts rows in place cannot corrupt later checks.
+    def sorts_in_place(rows, seed=0):
+        for row in rows:
+            _check_row(row)
+            order = sorted(range(len(row["scores"])), key=lambda k: -row["scores"][k])
+            row["scores"] = [row["scores"][k] for k in order]
+            row["completions"] = [row["completions"][k] for k in order]
+        return good_binarise(rows, seed)
+
+    ok, out = verdict(ch02.check_binarise_ratings, sorts_in_place, capsys)
+    assert ok and out.startswith("✅")

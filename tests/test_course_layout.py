@@ -71,6 +71,21 @@ def test_every_solution_has_four_exercises_and_a_matching_exercise_notebook():
         assert (ROOT / "exercises" / path.name).exists(), f"exercises/{path.name} missing: run `make exercises`"
 
 
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.name)
+def test_every_exercise_has_tiered_hints_a_learner_opens_on_purpose(path):
+    # Hints are collapsed <details> blocks (the first names the idea, the second the shape of the
+    # computation), never a visible line that states the solution.
+    exercises = [c for c in _read(path).cells
+                 if c.cell_type == "markdown" and c.source.startswith("## Exercise")]
+    assert exercises, f"{path.name} has no '## Exercise' heading"
+    for cell in exercises:
+        title = cell.source.splitlines()[0]
+        n_hints = len(re.findall(r"<details>\s*<summary>\s*Hint", cell.source))
+        assert n_hints >= 2, f"{path.name}: '{title}' has {n_hints} collapsed hints, want at least 2"
+        assert cell.source.count("<details>") == cell.source.count("</details>"), \
+            f"{path.name}: '{title}' has an unclosed <details> block"
+
+
 def test_exercises_are_generated_from_solutions():
     assert make_exercises.main(["--check"]) == 0, "exercises/ drifted from solutions/: run `make exercises`"
 

@@ -3,7 +3,7 @@
 Each checker runs the learner's function on hand-picked inputs that expose the usual mistakes,
 compares with the course's own implementation where there is one (`rmcourse.formats`,
 `rmcourse.filters`, `rmcourse.tokenization`) or with the properties the task asks for (the
-train/test split), and names the first thing that is wrong.
+train/test split, the UltraFeedback binarisation), and names the first thing that is wrong.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ __all__ = [
     "check_group_split",
     "check_collate_dynamic",
     "check_majority_vote",
+    "check_binarise_ratings",
 ]
 
 SEED_CHOSEN = "反向传播是一种用于训练神经网络的优化算法。它通过计算损失函数相对于网络参数的梯度，然后使用梯度下降更新参数..."
@@ -289,3 +290,165 @@ def check_majority_vote(fn: Callable[[np.ndarray], tuple[Any, Any]]) -> bool:
                "majority agreement disagrees with the share of votes for the majority on random votes")
 
     return check("majority_vote", test)
+
+
+# ----------------------------------------------------------------------------------------------
+_PAIR_KEYS = ("prompt", "chosen", "rejected", "score_chosen", "score_rejected")
+
+
+def _rated_rows(n: int, seed: int) -> list[dict]:
+    """`n` UltraFeedback-like rows with unique prompts: 4 completions each, mostly distinct scores
+    in a random order; every 10th row ties at the top (two 9s), every 20th row is all ties."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        if i % 20 == 7:
+            scores = [5.0] * 4
+        elif i % 10 == 3:
+            scores = [9.0, 9.0, *rng.choice(np.arange(1.0, 9.0), size=2, replace=False)]
+        else:
+            scores = list(rng.choice(np.arange(1.0, 11.0), size=4, replace=False))
+        order = rng.permutation(4)
+        scores = [float(scores[j]) for j in order]
+        rows.append({"prompt": f"Prompt {i}: explain topic {i * 7 % 97}.",
+                     "completions": [f"answer {k} to prompt {i}" for k in range(4)],
+                     "scores": scores})
+    return rows
+
+
+def check_binarise_ratings(fn: Callable[..., tuple[Any, Any]]) -> bool:
+    """Exercise: binarise_ratings(rows, seed) -> (pairs, n_dropped), the Zephyr / UltraFeedback
+    binarisation: chosen = the highest score, rejected = one of the strictly lower-scored
+    completions drawn at random from a generator seeded by `seed`; rows with no lower score dropped."""
+
+    def call(rows: list[dict], seed: int) -> tuple[list[dict], int]:
+        out = fn([dict(r, completions=list(r["completions"]), scores=list(r["scores"])) for r in rows], seed=seed)
+        expect(out is not None, "binarise_ratings returned None: did you forget `return pairs, n_dropped`?")
+        expect(isinstance(out, tuple) and len(out) == 2,
+               f"binarise_ratings must return a (pairs, n_dropped) tuple, got {type(out).__name__}")
+        pairs, n_dropped = out
+        expect(isinstance(pairs, (list, tuple)), f"pairs must be a list of dicts, got {type(pairs).__name__}")
+        for pair in pairs:
+            expect(isinstance(pair, dict), f"each pair must be a dict, got {type(pair).__name__}")
+            missing = [k for k in _PAIR_KEYS if k not in pair]
+            if missing:
+                raise AssertionError(f"a pair has no {missing[0]!r} key: each pair is a dict with "
+                                     f"{', '.join(_PAIR_KEYS)}")
+        expect(isinstance(n_dropped, (int, np.integer)) and not isinstance(n_dropped, bool),
+               f"n_dropped must be an int, got {type(n_dropped).__name__}")
+        return list(pairs), int(n_dropped)
+
+    def locate(rows: list[dict], pairs: list[dict]) -> list[tuple[dict, int, int]]:
+        """(row, chosen index, rejected index) per pair, checking texts and scores on the way."""
+        by_prompt = {r["prompt"]: r for r in rows}
+        found = []
+        for pair in pairs:
+            row = by_prompt.get(pair["prompt"])
+            expect(row is not None, f"a pair has prompt {pair['prompt']!r}, which is no row's prompt: "
+                                    "copy the row's prompt into its pair")
+            texts = row["completions"]
+            for side in ("chosen", "rejected"):
+                expect(pair[side] in texts, f"pair[{side!r}] = {pair[side]!r} is not one of its row's "
+                                            "completions: store the completion text, not its index or score")
+            c, r = texts.index(pair["chosen"]), texts.index(pair["rejected"])
+            for side, k in (("chosen", c), ("rejected", r)):
+                expect(float(pair[f"score_{side}"]) == row["scores"][k],
+                       f"score_{side} is {pair[f'score_{side}']!r} but that completion's score is "
+                       f"{row['scores'][k]}: store the score of the completion you picked")
+            found.append((row, c, r))
+        return found
+
+    def test() -> None:
+        # 0. Bad input names the problem.
+        try:
+            fn([{"prompt": "p", "completions": ["a", "b"], "scores": [1.0]}], seed=0)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a row with 2 completions and 1 score must raise ValueError: the scores "
+                                 "no longer say which completion they rate")
+        # 1. Four hand-made rows: one clear, one all-tie, one tie at the top, one single completion.
+        hand = [
+            {"prompt": "clear", "completions": ["c0", "c1", "c2", "c3"], "scores": [6.0, 9.0, 3.0, 7.0]},
+            {"prompt": "all tie", "completions": ["t0", "t1", "t2", "t3"], "scores": [5.0, 5.0, 5.0, 5.0]},
+            {"prompt": "top tie", "completions": ["u0", "u1", "u2", "u3"], "scores": [8.0, 2.0, 8.0, 4.0]},
+            {"prompt": "single", "completions": ["s0"], "scores": [7.0]},
+        ]
+        pairs, n_dropped = call(hand, seed=0)
+        if any(p["prompt"] in ("all tie", "single") for p in pairs):
+            raise AssertionError("a row whose completions all have the same score (or that has one completion) "
+                                 "gave a pair: its 'rejected' is as good as its 'chosen', a pair with no "
+                                 "preference in it; drop such rows and count them in n_dropped")
+        expect(len(pairs) == 2, f"4 rows (one all-tie, one with a single completion) gave {len(pairs)} pairs, "
+                                "expected 2: one pair per row that has a lower-scored completion")
+        expect(n_dropped == 2, f"n_dropped = {n_dropped}, expected 2: count the rows that gave no pair "
+                               "(all scores tie, or fewer than two completions)")
+        locate(hand, pairs)
+        clear = next(p for p in pairs if p["prompt"] == "clear")
+        if clear["chosen"] == "c2":
+            raise AssertionError("chosen is the LOWEST-scored completion: chosen and rejected are swapped "
+                                 "(chosen = the highest score)")
+        expect(clear["chosen"] == "c1", f"for scores [6, 9, 3, 7] chosen is {clear['chosen']!r}, expected "
+                                        "'c1' (score 9): chosen is the completion with the highest score, "
+                                        "wherever it sits in the list")
+        # 2. Many rows: properties of every pair and of the random draw.
+        rows = _rated_rows(900, seed=1)
+        pairs, n_dropped = call(rows, seed=0)
+        n_all_tie = sum(len(set(r["scores"])) == 1 for r in rows)
+        located = locate(rows, pairs)
+        for row, c, r in located:
+            best = max(row["scores"])
+            expect(row["scores"][c] == best, f"chosen has score {row['scores'][c]} but its row's best is "
+                                             f"{best}: chosen must be a highest-scored completion")
+            if c == r:
+                raise AssertionError("rejected is the chosen completion itself: you drew from ALL the "
+                                     "completions, the best included; draw only among the other completions "
+                                     "that score lower")
+            if row["scores"][r] == best:
+                raise AssertionError(f"rejected ties the chosen score ({best}) in a row with two best "
+                                     "completions: a tie carries no preference. Draw among the completions "
+                                     "scoring strictly LOWER than the best (the released H4 script allowed "
+                                     "such ties; Argilla's re-binarisation filters them out)")
+        expect(len(set(p["prompt"] for p in pairs)) == len(pairs), "two pairs came from the same row: "
+                                                                   "make one pair per prompt")
+        expect(n_dropped == n_all_tie, f"n_dropped = {n_dropped}, but {n_all_tie} of the {len(rows)} rows "
+                                       "have all scores tied: count exactly the rows that gave no pair")
+        expect(len(pairs) == len(rows) - n_all_tie, f"{len(rows)} rows, {n_all_tie} of them all-tie, gave "
+                                                    f"{len(pairs)} pairs; expected {len(rows) - n_all_tie}")
+        # Where the rejected one ranks among the lower-scored completions, and where it sits in the row.
+        rank_counts, slot_counts, n3 = np.zeros(3), np.zeros(3), 0
+        for row, c, r in located:
+            lower = [k for k, s in enumerate(row["scores"]) if s < row["scores"][c]]
+            if len(lower) != 3:
+                continue
+            n3 += 1
+            by_score = sorted(lower, key=lambda k: -row["scores"][k])
+            rank_counts[by_score.index(r)] += 1
+            slot_counts[lower.index(r)] += 1
+        ranks, slots = rank_counts / n3, slot_counts / n3
+        if ranks[2] > 0.9:
+            raise AssertionError(f"rejected is the LOWEST-scored completion in {ranks[2]:.0%} of the rows: that "
+                                 "is not the recipe. Best-vs-worst pairs are the easiest ones (the widest score "
+                                 "gap); Zephyr / UltraFeedback binarized pick one of the lower completions AT "
+                                 "RANDOM, so many pairs are close calls the model can learn from")
+        if ranks[0] > 0.9:
+            raise AssertionError(f"rejected is the runner-up (second-best score) in {ranks[0]:.0%} of the rows: "
+                                 "pick one of the lower-scored completions at random, not by rank")
+        if slots.max() > 0.9:
+            raise AssertionError(f"rejected sits at the same position among the lower completions in "
+                                 f"{slots.max():.0%} of the rows: the draw repeats itself. Make ONE generator "
+                                 "from the seed before the loop, not a new one per row")
+        expect(np.all(np.abs(ranks - 1 / 3) < 0.08),
+               f"among 3 lower-scored completions, rejected was the 2nd/3rd/4th best in {ranks[0]:.0%} / "
+               f"{ranks[1]:.0%} / {ranks[2]:.0%} of {n3} rows; a uniform draw gives about 33% each")
+        # 3. Seeded: the same seed, the same pairs; another seed, other draws.
+        again, _ = call(rows, seed=0)
+        if again != pairs:
+            raise AssertionError("the same seed gave different pairs on a second call: take all randomness "
+                                 "from a generator made from `seed` (np.random.default_rng(seed) or "
+                                 "random.Random(seed)), not from the global np.random / random state")
+        other, _ = call(rows, seed=1)
+        expect(other != pairs, "seed=0 and seed=1 gave identical pairs: the seed argument is ignored "
+                               "(build the generator from `seed`, not from a fixed number)")
+
+    return check("binarise_ratings", test)
