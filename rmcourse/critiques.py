@@ -4,7 +4,7 @@ CLoud (Ankner et al. 2024, arXiv 2408.11791) first has the reward model *write* 
 response, then a trained reward **head** scores (prompt, response, critique). The learning
 document's `CLoudRewardModel` instead asks the LM to write a number after its critique: that is
 an LLM judge, not CLoud (seed errata 17). What the critique adds depends on how good the critic
-is, so chapter 07 compares critics of known quality on the preference world:
+is, so chapter 07b compares critics of known quality on the preference world:
 
 * `oracle_critique`: written from the response's hidden attributes (right or wrong claim or
   answer, refusal decision, helpful details, tone, filler), the critique a perfect critic would

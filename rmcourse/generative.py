@@ -1,7 +1,7 @@
 """A decoder LM used as a judge: next-token log-probabilities, p("Yes") rewards, greedy generation.
 
-Chapter 07 uses SmolLM2-135M-Instruct (bundled as a GGUF file) not as a reward model with a scalar
-head (that is `rmcourse.models.load_reward_model("smollm2")`) but as a *causal* LM: it reads a
+Chapters 07 and 07b use SmolLM2-135M-Instruct (bundled as a GGUF file) not as a reward model with a
+scalar head (that is `rmcourse.models.load_reward_model("smollm2")`) but as a *causal* LM: it reads a
 judging prompt and the course reads the probabilities of its next token ("Score: 4", "Yes",
 "A"), or lets it write a critique. Four things make that affordable on a 2-core CPU:
 

@@ -62,8 +62,10 @@ BUILT = {
     ("06_stability", "N_RANK"): "test_ch06_data",
     ("06_stability", "N_POOL"): "test_ch06_best_of_n_pools",
     **{("07_judges_and_generative_rms", name): "test_ch07_data" for name in (
-        "N_TRAIN", "N_TEST", "N_JUDGE", "N_POS", "N_POOLS", "N_SIM", "N_GENRM", "N_BON",
-        "N_CLOUD_TRAIN", "N_CLOUD_TEST", "N_CLOUD_BIG", 'world.pairs("validation", scaled(*')},
+        "N_TRAIN", "N_TEST", "N_JUDGE", "N_POS", "N_POOLS", "N_SIM", 'world.pairs("validation", scaled(*')},
+    **{("07b_verifiers_and_critiques", name): "test_ch07b_data" for name in (
+        "N_TRAIN", "N_TEST", "N_GENRM", "N_BON", "N_CLOUD_TRAIN", "N_CLOUD_TEST", "N_CLOUD_BIG",
+        'world.pairs("validation", scaled(*')},
     **{("08_beyond_one_scalar", name): "test_ch08_data" for name in (
         "N_TRAIN", "N_TEST", "N_POOL", "N_PROBLEMS", "N_TEST_PROBLEMS")},
     ("08_beyond_one_scalar", "N_BENCH"): "test_ch08_rb2_bench",
@@ -286,7 +288,7 @@ def test_ch06_best_of_n_pools():
 
 
 def test_ch07_data():
-    """Chapter 07 selects sections out of its splits and pools: at GPU size there must be enough."""
+    """Chapter 07 slices its test pairs and draws candidate pools: at GPU size there must be enough."""
     from rmcourse.world import PreferenceWorld
 
     stem = "07_judges_and_generative_rms"
@@ -296,16 +298,38 @@ def test_ch07_data():
     n_val = _inline(stem, 'world.pairs("validation", scaled(')[1]
     assert len(world.pairs("validation", n_val)) == n_val
     test = world.pairs("test", g("N_TEST"))
-    sections = list(test["section"])
     assert len(test) >= max(g("N_JUDGE"), g("N_POS"))
-    assert sections.count("reasoning") >= g("N_GENRM"), "too few reasoning test pairs for GenRM"
-    assert sum(s in ("reasoning", "chat_hard") for s in sections) >= g("N_CLOUD_TEST")
-    cloud = world.pairs("train", 6 * g("N_CLOUD_TRAIN"))
-    assert sum(s in ("reasoning", "chat_hard") for s in cloud["section"]) >= g("N_CLOUD_TRAIN")
     assert len(world.candidate_pools(g("N_POOLS"), 4)) == g("N_POOLS")
     assert len(world.candidate_pools(g("N_SIM"), 4)) == g("N_SIM")
+
+
+def _code_text(stem: str) -> str:
+    return "\n".join(_code(ROOT / "notebooks" / f"{stem}.ipynb"))
+
+
+def test_ch07b_data():
+    """Chapter 07b selects sections out of its splits and pools: at GPU size there must be enough."""
+    from rmcourse.world import PreferenceWorld
+
+    stem = "07b_verifiers_and_critiques"
+    g = lambda name: gpu(stem, name)
+    code = _code_text(stem)
+    world = PreferenceWorld(seed=0)
+    assert len(world.pairs("train", g("N_TRAIN"))) == g("N_TRAIN")
+    n_val = _inline(stem, 'world.pairs("validation", scaled(')[1]
+    assert len(world.pairs("validation", n_val)) == n_val
+    test = world.pairs("test", g("N_TEST"))
+    sections = list(test["section"])
+    assert sections.count("reasoning") >= g("N_GENRM"), "too few reasoning test pairs for GenRM"
+    assert sum(s in ("reasoning", "chat_hard") for s in sections) >= g("N_CLOUD_TEST")
+    # the pools and splits below are built exactly as the notebook builds them
+    assert 'world.pairs("train", 3 * N_CLOUD_TRAIN)' in code, f"{stem} changed how it draws CLoud's training pairs"
+    cloud = world.pairs("train", 3 * g("N_CLOUD_TRAIN"))
+    assert sum(s in ("reasoning", "chat_hard") for s in cloud["section"]) >= g("N_CLOUD_TRAIN")
+    assert "world.candidate_pools(4 * N_BON, 8)" in code, f"{stem} changed how it draws best-of-n pools"
     bon = world.candidate_pools(4 * g("N_BON"), 8)
     assert list(bon["section"]).count("reasoning") >= g("N_BON"), "too few reasoning pools for best-of-n"
+    assert 'world.pairs("test", N_TEST + 3 * N_CLOUD_BIG)' in code, f"{stem} changed how it draws CLoud's big test"
     big = world.pairs("test", g("N_TEST") + 3 * g("N_CLOUD_BIG")).select(
         range(g("N_TEST"), g("N_TEST") + 3 * g("N_CLOUD_BIG")))
     assert sum(s in ("reasoning", "chat_hard") for s in big["section"]) >= g("N_CLOUD_BIG")
