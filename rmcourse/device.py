@@ -69,7 +69,9 @@ def bf16_supported(device: torch.device | str) -> bool:
     bf16 matrix units (`cpu_bf16_flags`). `RMCOURSE_BF16=0` (or `1`) overrides the CPU answer."""
     device = torch.device(device)
     if device.type == "cuda":
-        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+        # Native bf16 only (compute capability 8.0+): on older GPUs torch emulates it, slowly.
+        return bool(torch.cuda.is_available()
+                    and torch.cuda.is_bf16_supported(including_emulation=False))
     if device.type != "cpu":
         return False
     forced = os.environ.get("RMCOURSE_BF16")

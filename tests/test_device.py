@@ -123,3 +123,19 @@ def test_timer_measures():
     with device.timer() as t:
         sum(range(1000))
     assert t["seconds"] >= 0
+
+
+@pytest.mark.parametrize("native, expected", [(True, True), (False, False)])
+def test_bf16_on_cuda_only_where_it_is_native_not_emulated(monkeypatch, native, expected):
+    from rmcourse.device import bf16_supported
+
+    asked = {}
+
+    def is_bf16_supported(including_emulation=True):
+        asked["including_emulation"] = including_emulation
+        return native or including_emulation  # a pre-Ampere GPU: emulated yes, native no
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    assert bf16_supported("cuda") is expected
+    assert asked["including_emulation"] is False
