@@ -14,7 +14,9 @@ trainers):
 - `trl-tuned`: TRL with `bf16=False, gradient_checkpointing=False` (float32, no recomputation).
 - Ablations on demand (`--trainers`): `rmcourse-dropout` (dropout kept), `rmcourse-fp32`,
   `rmcourse-random` (random batches instead of length-grouped), `rmcourse-no-segments` (every
-  token in segment 0, as TRL's collator sends no token_type_ids).
+  token in segment 0, as TRL's collator sends no token_type_ids), `rmcourse-mega8` (length-grouped
+  batches sorted within random groups of 8 batches instead of 50: more mixing, a little more
+  padding; patched in here, not yet a trainer option).
 
 Every trainer: all-MiniLM-L6-v2 with the same seeded head (`load_reward_model("minilm", seed=s)`),
 the same token ids, batch size, one epoch, learning rate, 10% linear warmup then cosine decay,
@@ -75,6 +77,7 @@ RMCOURSE_VARIANTS = {
     "rmcourse-fp32": {"bf16": False},
     "rmcourse-random": {"group_by_length": False},
     "rmcourse-no-segments": {},
+    "rmcourse-mega8": {},
 }
 TRL_VARIANTS = {
     "trl-defaults": {},  # bf16=True, gradient_checkpointing=True, disable_dropout=True
@@ -86,6 +89,7 @@ LABELS = {
     "rmcourse-fp32": "rmcourse, float32 (`bf16=False`)",
     "rmcourse-random": "rmcourse, random batches (`group_by_length=False`)",
     "rmcourse-no-segments": "rmcourse, every token in segment 0 (as TRL)",
+    "rmcourse-mega8": "rmcourse, length groups drawn from mega-batches of 8 batches, not 50",
     "trl-defaults": "TRL {v} `RewardTrainer` at its defaults (bf16, checkpointing, no dropout)",
     "trl-tuned": "TRL {v}, tuned: float32, no checkpointing, no dropout",
 }
@@ -217,7 +221,16 @@ def run_rmcourse(variant: str, seed: int, args, data: dict) -> dict:
                          warmup_ratio=args.warmup_ratio, weight_decay=0.0, max_grad_norm=1.0,
                          max_length=args.max_length, seed=seed, progress=False,
                          log_every=steps, **options)
-    with contextlib.redirect_stdout(io.StringIO()):  # its "train: N pairs ..." line
+    grouping = contextlib.nullcontext()
+    if variant == "rmcourse-mega8":
+        import functools
+        from unittest import mock
+
+        import rmcourse.trainer
+        from rmcourse.tokenization import length_grouped_batches
+        grouping = mock.patch.object(rmcourse.trainer, "length_grouped_batches",
+                                     functools.partial(length_grouped_batches, mega_batch_mult=8))
+    with contextlib.redirect_stdout(io.StringIO()), grouping:  # its "train: N pairs ..." line
         cpu0, start = time.process_time(), time.perf_counter()
         train_reward_model(model, data["train"], None, config)
         seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
