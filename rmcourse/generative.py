@@ -343,18 +343,25 @@ Answer: {response}
 Is the answer correct (Yes/No)?"""
 
 
-def chat_texts(lm: CausalLM, template: str, prompts: Sequence[str],
-               responses: Sequence[str]) -> list[str]:
-    """`template` filled with each (prompt, response) and wrapped in the LM's chat format.
-
-    The fields are replaced literally (not `str.format`), so braces inside a response are safe.
-    """
+def pair_lists(prompts: Sequence[str], responses: Sequence[str]) -> tuple[list[str], list[str]]:
+    """`prompts` and `responses` as two lists of equal length; a bare string is refused (it would
+    be read one character at a time)."""
     for name, value in (("prompts", prompts), ("responses", responses)):
         if isinstance(value, str):
             raise TypeError(f"{name} must be a list of strings, got a single string")
     prompts, responses = list(prompts), list(responses)
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    return prompts, responses
+
+
+def chat_texts(lm: CausalLM, template: str, prompts: Sequence[str],
+               responses: Sequence[str]) -> list[str]:
+    """`template` filled with each (prompt, response) and wrapped in the LM's chat format.
+
+    The fields are replaced literally (not `str.format`), so braces inside a response are safe.
+    """
+    prompts, responses = pair_lists(prompts, responses)
     if "{prompt}" not in template or "{response}" not in template:
         raise ValueError("template must contain the fields {prompt} and {response}")
     return [lm.chat(template.replace("{prompt}", p).replace("{response}", r))

@@ -271,12 +271,9 @@ def judge_generate(lm, prompts: Sequence[str], responses: Sequence[str], templat
 
 
 def _paired_texts(prompts: Sequence[str], responses: Sequence[str]) -> tuple[list[str], list[str]]:
-    for name, value in (("prompts", prompts), ("responses", responses)):
-        if isinstance(value, str):
-            raise TypeError(f"{name} must be a list of strings, got a single string")
-    prompts, responses = list(prompts), list(responses)
-    if len(prompts) != len(responses):
-        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    from rmcourse.generative import pair_lists
+
+    prompts, responses = pair_lists(prompts, responses)
     if not prompts:
         raise ValueError("no (prompt, response) pairs to judge")
     return prompts, responses
