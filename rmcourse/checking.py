@@ -47,3 +47,16 @@ def as_number(value: Any, what: str) -> float:
         raise AssertionError(f"{what} returned {type(value).__name__}, expected a number") from None
     expect(math.isfinite(out), f"{what} returned {out}, expected a finite number")
     return out
+
+
+def as_tensor(value: Any, what: str, shape: tuple) -> "torch.Tensor":
+    """A learner's return value checked to be a torch.Tensor of `shape` (returned unchanged, so
+    gradients can still be checked), or an AssertionError saying what it was."""
+    import torch
+
+    expect(value is not None, f"{what} returned None: did you forget `return`?")
+    expect(isinstance(value, torch.Tensor), f"{what} returned {type(value).__name__}, expected a "
+                                            "torch.Tensor")
+    expect(tuple(value.shape) == shape, f"{what} returned shape {tuple(value.shape)}, expected "
+                                        f"{shape}")
+    return value

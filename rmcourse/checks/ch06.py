@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmcourse.checking import as_number, check, expect
+from rmcourse.checking import as_number, as_tensor, check, expect
 from rmcourse.ensembles import combine_rewards, uncertainty_weighted_pair_loss
 from rmcourse.losses import kwise_loss, pairwise_loss
 from rmcourse.overoptimization import (
@@ -42,13 +42,7 @@ __all__ = [
 _number = as_number  # shared with the other chapters' checkers
 
 
-def _tensor(value: Any, what: str, shape: tuple) -> torch.Tensor:
-    expect(value is not None, f"{what} returned None: did you forget `return`?")
-    expect(isinstance(value, torch.Tensor), f"{what} returned {type(value).__name__}, expected a "
-                                            "torch.Tensor")
-    expect(tuple(value.shape) == shape, f"{what} returned shape {tuple(value.shape)}, expected "
-                                        f"{shape}")
-    return value
+_tensor = as_tensor
 
 
 # ----------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from rmcourse.checking import as_number, check, expect
+from rmcourse.checking import as_number, as_tensor, check, expect
 from rmcourse.dpo import dpo_loss
 from rmcourse.objectives import verbosity_penalties
 from rmcourse.process import aggregate_step_scores
@@ -29,10 +29,7 @@ __all__ = [
 
 
 def _tensor(value: Any, what: str, shape: tuple) -> torch.Tensor:
-    expect(value is not None, f"{what} returned None: did you forget `return`?")
-    expect(isinstance(value, torch.Tensor), f"{what} returned {type(value).__name__}, expected a torch.Tensor")
-    expect(tuple(value.shape) == shape, f"{what} returned shape {tuple(value.shape)}, expected {shape}")
-    return value.detach().float()
+    return as_tensor(value, what, shape).detach().float()
 
 
 # ----------------------------------------------------------------------------------------------
