@@ -7,16 +7,20 @@
 
 Rows (3 seeds each by default; seed = initial head weights and data order, the same for all
 trainers):
-- `rmcourse`: `rmcourse.trainer.train_reward_model` with its defaults (dropout off, bf16 autocast
-  where the device has bf16 units, length-grouped batches as `python -m rmcourse.train` does).
+- `rmcourse`: `rmcourse.trainer.train_reward_model` with its defaults, as `python -m
+  rmcourse.train` runs it (`RMCOURSE_DEFAULTS`): dropout off, bf16 autocast where the device has
+  bf16 units, random batches whose rows run through the model in length-sorted chunks on a CPU
+  (`forward_chunk_size="auto"`), every layer trained.
 - `trl-defaults` (the headline): TRL 1.16 `RewardTrainer` at its defaults, as a new user gets
   them: `bf16=True`, `gradient_checkpointing=True`, `disable_dropout=True`.
 - `trl-tuned`: TRL with `bf16=False, gradient_checkpointing=False` (float32, no recomputation).
-- Ablations on demand (`--trainers`): `rmcourse-dropout` (dropout kept), `rmcourse-fp32`,
-  `rmcourse-random` (random batches instead of length-grouped), `rmcourse-no-segments` (every
-  token in segment 0, as TRL's collator sends no token_type_ids), `rmcourse-mega8` (length-grouped
-  batches sorted within random groups of 8 batches instead of 50: more mixing, a little more
-  padding; patched in here, not yet a trainer option).
+- Ablations on demand (`--trainers`), each changing one thing of the `rmcourse` row:
+  `rmcourse-frozen2` / `rmcourse-frozen3` (embeddings + 2 or 3 lowest layers frozen), `rmcourse-grouped`
+  (length-grouped batches), `rmcourse-one-forward` (one stacked forward per batch),
+  `rmcourse-grouped-one-forward`, `rmcourse-dropout` (dropout kept), `rmcourse-fp32`,
+  `rmcourse-no-segments` (every token in segment 0, as TRL's collator sends no token_type_ids),
+  `rmcourse-mega8` (length-grouped batches sorted within random groups of 8 batches instead of
+  50; patched in here, not a trainer option).
 
 Every trainer: all-MiniLM-L6-v2 with the same seeded head (`load_reward_model("minilm", seed=s)`),
 the same token ids, batch size, one epoch, learning rate, 10% linear warmup then cosine decay,
@@ -71,23 +75,34 @@ DATA_DEFAULTS = {  # max_length, learning rate
     "world": (128, 5e-5),
     "dialogue": (256, 3e-5),
 }
-RMCOURSE_VARIANTS = {
+# As `python -m rmcourse.train` runs by default: random batches, every layer trained.
+RMCOURSE_DEFAULTS = {"group_by_length": False, "frozen_layers": 0}
+RMCOURSE_VARIANTS = {  # TrainConfig fields (and "frozen_layers") changed from RMCOURSE_DEFAULTS
     "rmcourse": {},
     "rmcourse-dropout": {"disable_dropout": False},
     "rmcourse-fp32": {"bf16": False},
-    "rmcourse-random": {"group_by_length": False},
+    "rmcourse-grouped": {"group_by_length": True},
+    "rmcourse-one-forward": {"forward_chunk_size": None},
+    "rmcourse-grouped-one-forward": {"group_by_length": True, "forward_chunk_size": None},
     "rmcourse-no-segments": {},
-    "rmcourse-mega8": {},
+    "rmcourse-mega8": {"group_by_length": True},
+    "rmcourse-frozen2": {"frozen_layers": 2},
+    "rmcourse-frozen3": {"frozen_layers": 3},
 }
 TRL_VARIANTS = {
     "trl-defaults": {},  # bf16=True, gradient_checkpointing=True, disable_dropout=True
     "trl-tuned": {"bf16": False, "gradient_checkpointing": False},
 }
 LABELS = {
-    "rmcourse": "rmcourse `train_reward_model` (defaults: no dropout, bf16 where supported)",
+    "rmcourse": "rmcourse `train_reward_model` (defaults: no dropout, bf16 where supported, random "
+                "batches, length-sorted forward chunks on a CPU)",
     "rmcourse-dropout": "rmcourse, dropout kept (`disable_dropout=False`)",
     "rmcourse-fp32": "rmcourse, float32 (`bf16=False`)",
-    "rmcourse-random": "rmcourse, random batches (`group_by_length=False`)",
+    "rmcourse-grouped": "rmcourse, length-grouped batches (`group_by_length=True`)",
+    "rmcourse-one-forward": "rmcourse, one stacked forward per batch (`forward_chunk_size=None`)",
+    "rmcourse-grouped-one-forward": "rmcourse, length-grouped batches, one stacked forward",
+    "rmcourse-frozen2": "rmcourse, embeddings + 2 lowest layers frozen (`--freeze-layers 2`)",
+    "rmcourse-frozen3": "rmcourse, embeddings + 3 lowest layers frozen (`--freeze-layers 3`)",
     "rmcourse-no-segments": "rmcourse, every token in segment 0 (as TRL)",
     "rmcourse-mega8": "rmcourse, length groups drawn from mega-batches of 8 batches, not 50",
     "trl-defaults": "TRL {v} `RewardTrainer` at its defaults (bf16, checkpointing, no dropout)",
@@ -129,13 +144,15 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="largest allowed TRL - rmcourse accuracy difference, in points")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the CIs")
     p.add_argument("--json", metavar="FILE", help="also write every run as JSON")
+    p.add_argument("--report", metavar="FILE", help="train nothing: print the tables and check "
+                   "the targets of runs saved with --json")
     args = p.parse_args(argv)
     for name in ("n_train", "n_test", "batch_size", "threads", "n_boot"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.max_length is not None and args.max_length < 16:
         p.error("--max-length must be >= 16")
-    if args.speed == "auto":
+    if args.speed == "auto" and not args.report:  # --report keeps the saved run's choice
         args.speed = "cpu" if args.threads == 1 else "wall"
     if "rmcourse" not in args.trainers:
         p.error("--trainers must include rmcourse (every row is compared with it)")
@@ -216,7 +233,12 @@ def run_rmcourse(variant: str, seed: int, args, data: dict) -> dict:
     if variant == "rmcourse-no-segments":
         _drop_segments(model)
     steps = n_steps(args, len(data["train"]))
-    options = {"group_by_length": True, **RMCOURSE_VARIANTS[variant]}
+    options = {**RMCOURSE_DEFAULTS, **RMCOURSE_VARIANTS[variant]}
+    frozen = options.pop("frozen_layers", 0)
+    if frozen:
+        from rmcourse.freezing import freeze_lower_layers
+
+        freeze_lower_layers(model, frozen)
     config = TrainConfig(lr=args.lr, batch_size=args.batch_size, max_steps=steps,
                          warmup_ratio=args.warmup_ratio, weight_decay=0.0, max_grad_norm=1.0,
                          max_length=args.max_length, seed=seed, progress=False,
@@ -412,13 +434,23 @@ def run_data_set(name: str, args, trl_version: str) -> tuple[dict, list[str]]:
                 print(f"      scoring {how}: accuracy {s['accuracy']:.3f}, ties {s['ties']}, "
                       f"{s['flipped']} pair(s) ordered differently from float32, "
                       f"{s['cpu_seconds']:.1f} CPU-s", flush=True)
+    summary, failed = report_data_set(name, runs, args, trl_version)
+    record = {"args": {k: v for k, v in vars(args).items()}, "counts": data["counts"],
+              "prompt_tokens": data.get("prompt_tokens"), "steps": steps, "runs": runs,
+              "summary": summary, "trl_version": trl_version}
+    return record, failed
+
+
+def report_data_set(name: str, runs: dict[str, list[dict]], args,
+                    trl_version: str) -> tuple[dict, list[str]]:
+    """Print one data set's table and speed-up; return the summary and the targets missed."""
     summary = summarise(runs, args.n_boot, args.speed)
     unit = "per CPU-second (1 thread)" if args.speed == "cpu" else "per wall-clock second"
     print(f"\n| trainer ({name}) | training pairs {unit}, median (range) | pairs per wall-clock "
           f"second, median | held-out accuracy, mean of {len(args.seeds)} seeds [95% CI] | "
           f"per seed | rmcourse minus this row, points [95% CI] |")
     print("|---|---|---|---|---|---|")
-    for trainer in args.trainers:
+    for trainer in runs:
         s = summary[trainer]
         lo, hi = s["pairs_per_s_range"]
         clo, chi = s["accuracy_ci"]
@@ -447,14 +479,35 @@ def run_data_set(name: str, args, trl_version: str) -> tuple[dict, list[str]]:
             if gap < -args.max_accuracy_drop:
                 failed.append(f"{name}: rmcourse's held-out accuracy is {-gap:.1f} points below "
                               f"{trainer}'s (allowed {args.max_accuracy_drop:g})")
-    record = {"args": {k: v for k, v in vars(args).items()}, "counts": data["counts"],
-              "prompt_tokens": data.get("prompt_tokens"), "steps": steps, "runs": runs,
-              "summary": summary, "speedup": speedup, "wall_speedup": wall_speedup}
-    return record, failed
+    summary["speedup"], summary["wall_speedup"] = speedup, wall_speedup
+    return summary, failed
+
+
+def report_saved(path: str, args) -> int:
+    """`--report FILE`: the tables and targets of a saved `--json` run, printed again (with the
+    current --speed, --n-boot and targets), without training anything."""
+    with open(path) as fh:
+        records = json.load(fh)
+    failed = []
+    for name, record in records.items():
+        speed = record["args"]["speed"] if args.speed == "auto" else args.speed
+        saved = argparse.Namespace(**{**record["args"], "speed": speed, "n_boot": args.n_boot,
+                                      "target_speedup": args.target_speedup,
+                                      "max_accuracy_drop": args.max_accuracy_drop})
+        print(f"\n## data set: {name} (saved run: seeds {saved.seeds}, {saved.threads} torch "
+              f"thread(s))")
+        failed += report_data_set(name, record["runs"], saved, record.get("trl_version", "?"))[1]
+    for message in failed:
+        print(f"TARGET MISSED: {message}", file=sys.stderr)
+    if not failed:
+        print("all targets met")
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.report:
+        return report_saved(args.report, args)
     try:
         import trl
     except ImportError:

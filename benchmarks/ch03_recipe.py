@@ -43,6 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "patience the best-validated weights are restored at the end")
     p.add_argument("--eval-every", type=int, nargs="+", help="validation interval in steps "
                    "(default: the recipe's)")
+    p.add_argument("--group-by-length", type=int, nargs="+", choices=[0, 1],
+                   help="1 = length-grouped batches, 0 = random batches (default: the recipe's)")
     p.add_argument("--n-test", type=int, default=400, help="clean test pairs (default 400)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", help="write every run (with per-pair correctness) to this file")
@@ -89,7 +91,8 @@ def main(argv=None) -> int:
             "batch_size": args.batch_size or [base.config.batch_size],
             "epochs": args.epochs or [base.config.epochs],
             "patience": args.patience or [base.config.early_stopping_patience or 0],
-            "eval_every": args.eval_every or [base.config.eval_every]}
+            "eval_every": args.eval_every or [base.config.eval_every],
+            "group_by_length": args.group_by_length or [int(base.config.group_by_length)]}
     runs = []
     train_cache = {base.n_train: splits["train"]}
     for values in itertools.product(*grid.values()):
@@ -99,7 +102,8 @@ def main(argv=None) -> int:
                                          batch_size=setting["batch_size"],
                                          epochs=setting["epochs"],
                                          early_stopping_patience=setting["patience"] or None,
-                                         eval_every=setting["eval_every"])
+                                         eval_every=setting["eval_every"],
+                                         group_by_length=bool(setting["group_by_length"]))
             recipe = dataclasses.replace(base, pooling=setting["pooling"],
                                          n_train=setting["n_train"],
                                          frozen_layers=setting["frozen_layers"], config=config)

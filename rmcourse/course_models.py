@@ -84,9 +84,16 @@ def course_recipe(progress: bool = True) -> CourseRecipe:
       AdamW, 10% linear warmup then cosine decay, clipping at norm 1, batches of 8 pairs grouped
       by length, 128 tokens, validation every 16 steps on 64 pairs; dropout off and bf16 autocast
       where the CPU has bf16 units (the trainer's defaults);
+    - grouped batches, one stacked forward each: at this recipe's size random batches were as
+      accurate (0.604 against 0.602 on 400 test pairs, 3 seeds: `benchmarks/ch03_recipe.py
+      --group-by-length 1 0`), although on 1024 pairs at lr 5e-5 grouping cost 1.9 points
+      (`benchmarks/bench_vs_trl.py`), which is why the trainer and the CLI default to random
+      batches. `forward_chunk_size=None`: grouped rows are of similar length already, and the
+      checkpoint that chapters 05-08b read stays the one their text was checked against;
     - CPU: embeddings + the 2 lowest of MiniLM's 6 layers frozen (`rmcourse.freezing`): 21-24%
       less training time (measured in float32, before the trainer used bf16), at no measurable
-      cost in accuracy (benchmarks/freeze_ablation.py, re-run for this recipe);
+      cost in accuracy (benchmarks/freeze_ablation.py, re-run for this recipe); not a free
+      lunch in general: at lr 5e-5 on 1024 pairs it cost 1.6 points (benchmarks/bench_vs_trl.py);
     - CPU: peak lr 5e-4 (test accuracy 0.606; the length rule 0.583). At 3e-4 (the previous
       recipe) 0.598; at 1e-3 accuracy was not measurably higher (+0.027 [-0.003, 0.057]), and
       both leaned harder on length (right on 0.24 and 0.21 of the pairs whose better answer is
@@ -100,7 +107,7 @@ def course_recipe(progress: bool = True) -> CourseRecipe:
     """
     config = TrainConfig(lr=scaled(5e-4, 5e-5), batch_size=scaled(8, 32), epochs=1.0,
                          warmup_ratio=0.1, weight_decay=0.01, max_grad_norm=1.0, max_length=128,
-                         group_by_length=True, eval_every=scaled(16, 50),
+                         group_by_length=True, forward_chunk_size=None, eval_every=scaled(16, 50),
                          eval_batch_size=scaled(32, 128), seed=0, progress=progress)
     return CourseRecipe(n_train=scaled(256, 8000), n_val=scaled(64, 512),
                         n_test=scaled(200, 1000), config=config, frozen_layers=scaled(2, 0),

@@ -577,6 +577,41 @@ class PairCollator:
         return batch
 
 
+def length_sorted_chunks(
+    batch: Mapping[str, torch.Tensor], chunk_size: int, padding_side: str = "right"
+) -> list[tuple[torch.Tensor, dict[str, torch.Tensor]]]:
+    """Cut a padded batch into chunks of `chunk_size` rows of similar length, each trimmed to its
+    own longest row: [(row indices, sub-batch), ...], longest rows first.
+
+    The rows of a stacked pair batch (`PairCollator`) mix long and short sequences; padded
+    together, every row costs as much as the longest. Sorted into chunks, a row is padded only
+    to the longest row of its chunk. The batch's *composition* does not change, so a loss over
+    all chunks' rewards has the gradient of one stacked forward (exactly so for encoders with
+    right padding, whose positions do not depend on padding; only rounding differs).
+    Keys without a sequence axis (e.g. "margin") are not allowed: pop them first.
+    """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+    if "attention_mask" not in batch:
+        raise ValueError("batch has no 'attention_mask' to read the lengths from")
+    mask = batch["attention_mask"]
+    for key, value in batch.items():
+        if not isinstance(value, torch.Tensor) or value.shape != mask.shape:
+            raise ValueError(f"batch[{key!r}] must be a tensor shaped like attention_mask "
+                             f"{tuple(mask.shape)}; pop per-pair columns such as 'margin' first")
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths, descending=True, stable=True)
+    chunks = []
+    for start in range(0, len(order), chunk_size):
+        rows = order[start:start + chunk_size]
+        width = int(lengths[rows[0]])
+        cols = slice(0, width) if padding_side == "right" else slice(mask.shape[1] - width, None)
+        chunks.append((rows, {k: v[rows][:, cols] for k, v in batch.items()}))
+    return chunks
+
+
 def _check_lengths(lengths: Any) -> list[int]:
     if isinstance(lengths, (str, bytes)) or not hasattr(lengths, "__iter__"):
         raise TypeError(f"lengths must be a list of ints, got {type(lengths).__name__}")

@@ -13,7 +13,11 @@ process, so one optimizer step sees batch-size x grad-accum x processes pairs.
 Defaults a practitioner would choose (as TRL's RewardConfig): dropout off while training
 (--keep-dropout keeps it) and bf16 autocast where the device has bf16 units (--bf16 auto: a CUDA
 GPU, or a CPU with AMX-BF16 / AVX512-BF16 / Arm BF16), float32 elsewhere; the run prints what it
-chose. Batches group pairs of similar length (--no-group-by-length turns that off).
+chose. Batches are random; on a CPU each batch's rows run through the model in length-sorted
+chunks (the same pairs, less padding). --group-by-length batches pairs of similar length instead
+(less padding still, but measured less accurate: benchmarks/README.md). --freeze-layers N freezes
+the embeddings and the N lowest layers: faster steps, but at this trainer's learning rate 2 frozen
+layers were less accurate on the preference world (same file).
 
 The checkpoint folder is written atomically (RewardModel.save_pretrained) and is a plain
 transformers folder: `AutoModelForSequenceClassification.from_pretrained(output)` reloads it.
@@ -94,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "or a local transformers model folder / .gguf file (default: minilm)")
     model.add_argument("--freeze-layers", type=_non_negative_int, default=None, metavar="N",
                        help="freeze the embeddings and the N lowest transformer layers (faster "
-                            "steps on CPU; chapter 03's CPU recipe uses 2 of MiniLM's 6)")
+                            "steps on CPU; chapter 03's CPU recipe uses 2 of MiniLM's 6; default: "
+                            "train everything)")
     model.add_argument("--output", metavar="DIR",
                        help="checkpoint folder, written atomically by rank 0 (default: none)")
     train = p.add_argument_group("training")
@@ -118,8 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="use the data's 'margin' column: loss -log sigmoid(r_c - r_r - margin) (Llama 2)")
     train.add_argument("--center-rewards-coef", type=_non_negative_float, default=0.0,
                        help="reward centering coefficient (Eisenstein et al. 2023; TRL suggests 0.01)")
-    train.add_argument("--no-group-by-length", dest="group_by_length", action="store_false",
-                       help="shuffle pairs freely instead of batching similar lengths together")
+    train.add_argument("--group-by-length", action=argparse.BooleanOptionalAction, default=False,
+                       help="batch pairs of similar length together: less padding, but each step "
+                            "sees one length band (measured 1.9 points less accurate on the "
+                            "preference world; default: random batches)")
     train.add_argument("--eval-every", type=_positive_int, help="validate every N optimizer steps")
     train.add_argument("--early-stopping-patience", type=_positive_int,
                        help="stop after N validations without improvement and restore the best "
@@ -238,12 +245,12 @@ def load_data_or_exit(flag: str, spec: str, fmt: str = "auto"):
         raise SystemExit(f"error: {flag}: {err}") from None
 
 
-def describe_choices(config, device) -> str:
-    """One line saying what the trainer will use: precision (and why) and dropout."""
+def describe_choices(config, device, world_size: int = 1) -> str:
+    """One line saying what the trainer will use: precision (and why), dropout and batching."""
     import os
 
     from rmcourse.device import cpu_bf16_flags
-    from rmcourse.trainer import use_bf16
+    from rmcourse.trainer import forward_chunk_size, use_bf16
 
     bf16 = use_bf16(config, device)
     if config.bf16 != "auto":
@@ -259,7 +266,11 @@ def describe_choices(config, device) -> str:
     precision = "bf16 autocast" if bf16 else "float32"
     dropout = "kept (--keep-dropout)" if not config.disable_dropout else \
         "off while training (--keep-dropout keeps it)"
-    return f"precision: {precision} ({why}); dropout: {dropout}"
+    batches = "grouped by length" if config.group_by_length else "random"
+    chunk = forward_chunk_size(config, device, world_size)
+    forward = ("one stacked forward" if chunk is None
+               else f"forward in length-sorted chunks of at most {chunk} rows")
+    return f"precision: {precision} ({why}); dropout: {dropout}; batches: {batches}, {forward}"
 
 
 def _say(info, *lines: str) -> None:
@@ -315,7 +326,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bf16={"auto": "auto", "on": True, "off": False}[args.bf16],
             disable_dropout=not args.keep_dropout,
         )
-        _say(info, describe_choices(config, device))
+        _say(info, describe_choices(config, device, info.world_size))
         start = time.perf_counter()
         kwargs = {"distributed": info} if info.is_distributed else {}
         result = train_reward_model(model, train_ds, val_ds, config, **kwargs)

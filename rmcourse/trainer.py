@@ -1,8 +1,11 @@
 """A small, complete reward-model training loop (the corrected version of the seed's trainer).
 
 What it does, in the order a step runs:
-- batches of pairs go through `PairCollator`: ONE forward over chosen and rejected stacked
-  (rewards[:B] are the chosen, rewards[B:] the rejected), padded to the longest in the batch;
+- batches of pairs go through `PairCollator`: chosen and rejected stacked into one batch
+  (rewards[:B] are the chosen, rewards[B:] the rejected). On a GPU that is ONE forward, padded to
+  the longest row; on a CPU (`forward_chunk_size="auto"`) the 2B rows are sorted by length and
+  run through the model 8 at a time, each chunk padded only to its own longest row
+  (`rmcourse.tokenization.length_sorted_chunks`): the same pairs and the same loss, less padding;
 - loss = `rmcourse.losses.pairwise_loss` (Bradley-Terry, optional Llama-2 margin, optional reward
   centering as in Eisenstein et al. 2023 / TRL's `center_rewards_coefficient`);
 - gradient accumulation weights each micro-batch by its share of the pairs in the update, so the
@@ -45,7 +48,7 @@ import torch
 from rmcourse.device import autocast, bf16_supported, float32_readout, pick_device, seed_everything
 from rmcourse.losses import pairwise_loss
 from rmcourse.metrics import pair_collator_for, score_tokenized
-from rmcourse.tokenization import length_grouped_batches, tokenize_pairs
+from rmcourse.tokenization import length_grouped_batches, length_sorted_chunks, tokenize_pairs
 
 HISTORY_COLUMNS = ["step", "epoch", "lr", "loss", "accuracy", "margin", "reward_mean",
                    "reward_std", "val_loss", "val_accuracy"]
@@ -59,6 +62,10 @@ class TrainConfig:
     `batch_size * grad_accum_steps` pairs. `eval_every` and `log_every` count optimizer steps.
     `max_steps`, when set, overrides `epochs`.
     `disable_dropout=True` (default, as TRL) sets every dropout rate of the model to 0 for the run.
+    `forward_chunk_size`: rows (sequences) per forward after sorting a step's 2B rows by length;
+    None = one stacked forward; "auto" (default) = 8 on a CPU, where a forward costs what its
+    padded rows cost, None on a GPU (which wants big batches) and under DDP. It changes only the
+    padding, never which pairs meet in a step (unlike `group_by_length`).
     `bf16="auto"` (default) trains under bf16 autocast where `rmcourse.device.bf16_supported`
     says it is faster (CUDA; a CPU with bf16 matrix units), float32 elsewhere; `True` forces
     bf16 autocast (CUDA or CPU; on a CPU without bf16 units it is emulated and slow), `False`
@@ -79,6 +86,7 @@ class TrainConfig:
     eval_every: int | None = None
     early_stopping_patience: int | None = None
     group_by_length: bool = False
+    forward_chunk_size: int | str | None = "auto"
     seed: int = 0
     bf16: bool | str = "auto"
     disable_dropout: bool = True
@@ -125,6 +133,11 @@ class TrainConfig:
         for name in ("use_margin", "group_by_length", "progress", "disable_dropout"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if self.forward_chunk_size not in (None, "auto"):
+            if (isinstance(self.forward_chunk_size, bool)
+                    or not isinstance(self.forward_chunk_size, int) or self.forward_chunk_size < 1):
+                raise ValueError("forward_chunk_size must be a positive int, None or 'auto', got "
+                                 f"{self.forward_chunk_size!r}")
         if self.bf16 not in (True, False, "auto"):
             raise ValueError(f"bf16 must be True, False or 'auto', got {self.bf16!r}")
         if self.early_stopping_patience is not None and self.eval_every is None:
@@ -249,6 +262,31 @@ def use_bf16(config: TrainConfig, device: torch.device | str) -> bool:
             raise ValueError("bf16=True but this CUDA GPU has no bf16 support; use bf16='auto'")
         return True
     return False
+
+
+CPU_FORWARD_CHUNK = 8  # rows per forward on a CPU (benchmarks/README.md: padding vs chunk size)
+
+
+def forward_chunk_size(config: TrainConfig, device: torch.device | str, world: int = 1) -> int | None:
+    """Rows per forward that `config.forward_chunk_size` means on this device (None = all)."""
+    if config.forward_chunk_size != "auto":
+        return config.forward_chunk_size
+    if world > 1 or torch.device(device).type != "cpu":
+        return None
+    return CPU_FORWARD_CHUNK
+
+
+def stacked_rewards(model: torch.nn.Module, batch: dict[str, torch.Tensor], device: torch.device,
+                    chunk_size: int | None, padding_side: str = "right") -> torch.Tensor:
+    """Rewards [N] of a collated batch (CPU tensors, no margin), moved to `device`: one forward,
+    or length-sorted chunks of `chunk_size` rows put back in the batch's row order."""
+    n = batch["input_ids"].shape[0]
+    if chunk_size is None or chunk_size >= n:
+        return model(**{k: v.to(device) for k, v in batch.items()})
+    chunks = length_sorted_chunks(batch, chunk_size, padding_side)
+    parts = [model(**{k: v.to(device) for k, v in sub.items()}) for _, sub in chunks]
+    order = torch.cat([rows for rows, _ in chunks]).to(device)
+    return torch.cat(parts)[torch.argsort(order)]  # row i of the batch back at position i
 
 
 def reward_head(model: torch.nn.Module) -> torch.nn.Module:
@@ -443,6 +481,7 @@ def _train(model, tokenizer, train_ds, val_ds, config: TrainConfig, distributed:
         if is_main and (val_report.n_truncated or val_report.n_dropped):
             print(f"val: {val_report}")
     collate = pair_collator_for(model, config.max_length)
+    chunk_size = forward_chunk_size(config, device, world)
     n_pairs = len(train_tok)
     lengths = list(train_tok["length"]) if config.group_by_length else None
     # Plain Python rows, read once: indexing a Dataset row by row is slow.
@@ -496,15 +535,19 @@ def _train(model, tokenizer, train_ds, val_ds, config: TrainConfig, distributed:
         optimizer.zero_grad(set_to_none=True)
         step_chosen, step_rejected, step_loss = [], [], []
         for n_micro, indices in enumerate(groups, 1):
-            batch = {k: v.to(device) for k, v in collate([rows[i] for i in indices]).items()}
+            batch = collate([rows[i] for i in indices])
             margin = batch.pop("margin", None)
+            if margin is not None:
+                margin = margin.to(device)
             b = len(indices)
             # DDP all-reduces gradients in every backward; skip that on all but the last
             # micro-batch of a step (same result: the sum is linear, just less communication).
             sync = (forward_model.no_sync() if world > 1 and n_micro < len(groups)
                     else nullcontext())
             with sync, autocast(device, enabled=bf16):
-                rewards = forward_model(**batch)  # one forward: B chosen rows, then B rejected
+                # B chosen rows, then B rejected: one forward, or length-sorted chunks
+                rewards = stacked_rewards(forward_model, batch, device, chunk_size,
+                                          collate.padding_side)
             rewards = rewards.float()
             chosen, rejected = rewards[:b], rewards[b:]
             loss = pairwise_loss(chosen, rejected, margin=margin,

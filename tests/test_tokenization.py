@@ -11,6 +11,7 @@ from rmcourse.tokenization import (
     TruncationReport,
     encode_pair_texts,
     length_grouped_batches,
+    length_sorted_chunks,
     pad_batch,
     padding_fraction,
     pair_layout,
@@ -299,3 +300,37 @@ def test_other_bad_inputs(tok):
         tokenize_pairs([], tok, 32)
     with pytest.raises(TypeError, match="datasets.Dataset"):
         tokenize_pairs({"prompt": ["a"]}, tok, 32)
+
+
+# ---------------------------------------------------------------- length-sorted forward chunks
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_length_sorted_chunks_cover_the_batch_and_trim_each_chunk(tok, side):
+    seqs = [[101] + [1000 + i] * n + [102] for i, n in enumerate([3, 20, 7, 1, 15, 9, 2])]
+    types = [[0] * len(s) for s in seqs]
+    batch = pad_batch(tok, seqs, types, padding_side=side)
+    chunks = length_sorted_chunks(batch, 3, padding_side=side)
+    rows = torch.cat([r for r, _ in chunks])
+    assert sorted(rows.tolist()) == list(range(len(seqs)))  # every row once
+    assert [len(r) for r, _ in chunks] == [3, 3, 1]
+    assert rows.tolist() == [1, 4, 5, 2, 0, 6, 3]  # longest first
+    for r, sub in chunks:
+        assert set(sub) == {"input_ids", "attention_mask", "token_type_ids"}
+        width = max(len(seqs[i]) for i in r.tolist())
+        assert sub["input_ids"].shape == (len(r), width)  # trimmed to its own longest row
+        for k, i in enumerate(r.tolist()):  # each row keeps exactly its tokens, on its side
+            real = sub["input_ids"][k][sub["attention_mask"][k].bool()].tolist()
+            assert real == seqs[i]
+    padded = sum(len(r) * sub["input_ids"].shape[1] for r, sub in chunks)
+    assert padded < batch["input_ids"].numel()  # the point: fewer padded positions
+
+
+def test_length_sorted_chunks_bad_inputs(tok):
+    batch = pad_batch(tok, [[101, 7, 102], [101, 102]])
+    with pytest.raises(ValueError, match="chunk_size must be a positive int"):
+        length_sorted_chunks(batch, 0)
+    with pytest.raises(ValueError, match="padding_side"):
+        length_sorted_chunks(batch, 2, padding_side="middle")
+    with pytest.raises(ValueError, match="pop per-pair columns such as 'margin'"):
+        length_sorted_chunks({**batch, "margin": torch.zeros(1)}, 2)
+    with pytest.raises(ValueError, match="no 'attention_mask'"):
+        length_sorted_chunks({"input_ids": batch["input_ids"]}, 2)

@@ -152,7 +152,8 @@ def test_world_spec_parsing():
 def test_parser_defaults_are_the_course_defaults():
     args = build_parser().parse_args(["--data", "world:train:8"])
     assert (args.backbone, args.max_length, args.epochs, args.grad_accum, args.seed) == ("minilm", 128, 1.0, 1, 0)
-    assert args.group_by_length and args.progress and args.output is None
+    assert not args.group_by_length and args.progress and args.output is None
+    assert args.freeze_layers is None  # every layer trains unless asked
     assert args.bf16 == "auto" and not args.keep_dropout
 
 
@@ -189,3 +190,16 @@ def test_describe_choices_names_the_cpu_flags(monkeypatch):
     monkeypatch.setattr(device, "cpu_bf16_flags", lambda cpuinfo=None: [])
     assert "float32 (--bf16 auto; this CPU has no bf16 matrix units)" in \
         describe_choices(TrainConfig(), torch.device("cpu"))
+
+
+def test_the_run_says_how_it_batches(monkeypatch):
+    from rmcourse.train import describe_choices
+    from rmcourse.trainer import TrainConfig
+
+    monkeypatch.setenv("RMCOURSE_BF16", "0")
+    cpu = torch.device("cpu")
+    assert describe_choices(TrainConfig(), cpu).endswith(
+        "batches: random, forward in length-sorted chunks of at most 8 rows")
+    assert describe_choices(TrainConfig(group_by_length=True), cpu, world_size=2).endswith(
+        "batches: grouped by length, one stacked forward")
+    assert describe_choices(TrainConfig(), torch.device("cuda")).endswith("one stacked forward")

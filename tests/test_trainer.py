@@ -20,7 +20,8 @@ from rmcourse.models import RewardModel, bundled_model_path  # noqa: E402
 from rmcourse.tokenization import tokenize_pairs  # noqa: E402
 from rmcourse.trainer import (  # noqa: E402
     FLOAT32_ATTENTION, HISTORY_COLUMNS, TrainConfig, TrainResult, dropout_disabled, evaluate,
-    float32_attention, lr_factor, make_optimizer, param_groups, train_reward_model, use_bf16,
+    float32_attention, forward_chunk_size, lr_factor, make_optimizer, param_groups,
+    stacked_rewards, train_reward_model, use_bf16,
 )
 
 PROMPTS = ["How was the movie?", "Tell me about your day.", "Is the soup any good?",
@@ -256,6 +257,8 @@ def test_weight_decay_skips_biases_and_layernorm(make_model):
     (dict(use_margin="yes"), TypeError, "use_margin must be True or False"),
     (dict(bf16="yes"), ValueError, "bf16 must be"),
     (dict(disable_dropout="yes"), TypeError, "disable_dropout must be True or False"),
+    (dict(forward_chunk_size=0), ValueError, "forward_chunk_size must be a positive int"),
+    (dict(forward_chunk_size="small"), ValueError, "forward_chunk_size must be"),
     (dict(eval_every=0), ValueError, "eval_every"),
     (dict(early_stopping_patience=2), ValueError, "needs eval_every"),
     (dict(seed=-1), ValueError, "seed"),
@@ -422,3 +425,50 @@ def test_train_seconds_leave_validation_out(make_model, monkeypatch):
     assert result.history["val_accuracy"].notna().sum() == 3  # validated three times
     assert 0 < result.train_seconds < wall - 1.5
     assert result.pairs_per_second == pytest.approx(12 / result.train_seconds)
+
+
+# ---------------------------------------------------------------- length-sorted forward chunks
+def test_forward_chunk_size_auto_is_chunks_on_a_cpu_only():
+    assert forward_chunk_size(TrainConfig(), "cpu") == 8
+    assert forward_chunk_size(TrainConfig(), "cuda") is None
+    assert forward_chunk_size(TrainConfig(), "cpu", world=2) is None  # DDP: one forward
+    assert forward_chunk_size(TrainConfig(forward_chunk_size=None), "cpu") is None
+    assert forward_chunk_size(TrainConfig(forward_chunk_size=3), "cuda") == 3
+
+
+def test_chunked_rewards_and_gradients_equal_one_stacked_forward(make_model):
+    model = make_model()
+    model.train()  # the fixture has no dropout, so train mode is deterministic
+    pairs, _ = tokenize_pairs(make_pairs(6, seed=4), model.tokenizer, 64)
+    batch = pair_collator_for(model, 64)(list(pairs))
+    lengths = batch["attention_mask"].sum(1)
+    assert len(set(lengths.tolist())) > 1  # rows of different lengths: chunks differ from one pad
+    grads = []
+    for chunk in (None, 5, 1):
+        model.zero_grad()
+        rewards = stacked_rewards(model, batch, torch.device("cpu"), chunk)
+        (rewards[:6] - rewards[6:]).pow(2).sum().backward()  # depends on which row is which
+        grads.append((rewards.detach(), [p.grad.clone() for p in model.parameters()]))
+    (r0, g0), *others = grads
+    for r, g in others:
+        torch.testing.assert_close(r, r0, atol=1e-5, rtol=1e-5)
+        for a, b in zip(g, g0):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # guard: the rows really were reordered for the forward and put back
+    shuffled = stacked_rewards(model, {k: v.flip(0) for k, v in batch.items()}, "cpu", 5)
+    torch.testing.assert_close(shuffled.detach().flip(0), r0, atol=1e-5, rtol=1e-5)
+
+
+def test_training_with_and_without_chunks_gives_the_same_weights(make_model, sgd):
+    pairs = make_pairs(12, seed=2)
+    out = []
+    for chunk in (None, 4):
+        model = make_model()
+        train_reward_model(model, pairs, None, quiet(lr=1.0, batch_size=6, max_steps=2, bf16=False,
+                                                     forward_chunk_size=chunk))
+        out.append({k: v.clone() for k, v in model.state_dict().items()})
+    start = make_model().state_dict()
+    for name in start:
+        torch.testing.assert_close(out[1][name], out[0][name], atol=2e-5, rtol=1e-4,
+                                   msg=f"parameter {name} differs")
+    assert max(float((out[0][k] - start[k]).abs().max()) for k in start) > 1e-4  # it trained

@@ -279,12 +279,13 @@ def trainer_replay(model=None, pairs=None, config=None, seed: int = 0) -> dict:
     if config is None:
         config = TrainConfig(lr=5e-3, batch_size=4, max_steps=REPLAY_STEPS, warmup_ratio=0.5,
                              weight_decay=0.01, max_grad_norm=5e-5, max_length=128, bf16=False,
-                             group_by_length=False, seed=seed, progress=False, log_every=1)
+                             group_by_length=False, forward_chunk_size=None, seed=seed,
+                             progress=False, log_every=1)
     if not isinstance(config, TrainConfig) or config.max_steps is None:
         raise ValueError("config must be a TrainConfig with max_steps set")
-    if config.log_every != 1 or config.grad_accum_steps != 1:
-        raise ValueError("config needs log_every=1 and grad_accum_steps=1: the replay compares "
-                         "every step, one batch each")
+    if config.log_every != 1 or config.grad_accum_steps != 1 or config.forward_chunk_size is not None:
+        raise ValueError("config needs log_every=1, grad_accum_steps=1 and forward_chunk_size=None: "
+                         "the replay compares every step, one stacked batch each")
     base = _tiny_reward_model(seed) if model is None else model
     if config.disable_dropout:  # as the trainer runs it (TRL's disable_dropout, kept off here)
         for module in base.modules():
