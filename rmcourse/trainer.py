@@ -264,7 +264,8 @@ def use_bf16(config: TrainConfig, device: torch.device | str) -> bool:
     return False
 
 
-CPU_FORWARD_CHUNK = 8  # rows per forward on a CPU (benchmarks/README.md: padding vs chunk size)
+# Rows per forward on a CPU: a quarter of a default batch (benchmarks/padding_plans.py)
+CPU_FORWARD_CHUNK = 8
 
 
 def forward_chunk_size(config: TrainConfig, device: torch.device | str, world: int = 1) -> int | None:
