@@ -586,8 +586,8 @@ def length_sorted_chunks(
     The rows of a stacked pair batch (`PairCollator`) mix long and short sequences; padded
     together, every row costs as much as the longest. Sorted into chunks, a row is padded only
     to the longest row of its chunk. The batch's *composition* does not change, so a loss over
-    all chunks' rewards has the gradient of one stacked forward (exactly so for encoders with
-    right padding, whose positions do not depend on padding; only rounding differs).
+    all chunks' rewards has the gradient of one stacked forward, up to rounding, for models whose
+    positions do not depend on padding (encoders with right padding).
     Keys without a sequence axis (e.g. "margin") are not allowed: pop them first.
     """
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
