@@ -26,7 +26,7 @@ from scipy.linalg import lstsq
 from scipy.special import gammaln
 
 __all__ = ["kl_best_of_n", "kl_best_of_n_exact", "best_of_n_probabilities", "best_of_n_weights", "expected_best_of_n", "best_of_n_curve",
-           "fit_gao_bon", "gao_bon_curve", "peak_d", "rejection_subsample"]
+           "fit_gao_bon", "gao_bon_curve", "fit_gao_rl", "gao_rl_curve", "peak_d", "peak_d_rl", "rejection_subsample"]
 
 
 def _check_n(n, name: str = "n") -> np.ndarray:
@@ -219,6 +219,43 @@ def gao_bon_curve(d, alpha: float, beta: float, gold0: float = 0.0):
     """gold0 + d * (alpha - beta * d), the fitted best-of-n gold reward."""
     d = np.asarray(d, dtype=float)
     return gold0 + d * (alpha - beta * d)
+
+
+def fit_gao_rl(d, gold, gold0: float) -> tuple[float, float]:
+    """Least-squares fit of gold - gold0 = d * (alpha - beta * log d) (Gao et al.'s RL form).
+
+    Points with d == 0 carry no information about alpha and beta (the form is 0 there) and are
+    left out; gold0 is the start policy's gold reward. Linear in (alpha, beta). Returns (alpha, beta).
+    """
+    d = np.asarray(d, dtype=float)
+    y = np.asarray(gold, dtype=float)
+    if d.ndim != 1 or d.shape != y.shape:
+        raise ValueError(f"d and gold must be 1-D of equal length, got {d.shape} and {y.shape}")
+    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(y))):
+        raise ValueError("d and gold must be finite")
+    if np.any(d < 0):
+        raise ValueError("d = sqrt(KL) cannot be negative")
+    keep = d > 0
+    if np.count_nonzero(keep) < 2:
+        raise ValueError("need at least 2 points with d > 0 to fit alpha and beta")
+    design = np.column_stack([d[keep], -d[keep] * np.log(d[keep])])
+    (alpha, beta), *_ = lstsq(design, y[keep] - float(gold0))
+    return float(alpha), float(beta)
+
+
+def gao_rl_curve(d, alpha: float, beta: float, gold0: float = 0.0):
+    """gold0 + d * (alpha - beta * log d), the fitted RL gold reward (gold0 at d = 0)."""
+    d = np.asarray(d, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = gold0 + d * (alpha - beta * np.log(d))
+    return np.where(d > 0, out, gold0)
+
+
+def peak_d_rl(alpha: float, beta: float) -> float:
+    """Where d * (alpha - beta log d) peaks: exp(alpha / beta - 1); inf when beta <= 0 (no peak)."""
+    if beta <= 0:
+        return float("inf")
+    return float(np.exp(alpha / beta - 1.0))
 
 
 def peak_d(alpha: float, beta: float) -> float:

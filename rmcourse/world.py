@@ -724,6 +724,34 @@ class PreferenceWorld:
                 rows[key].append(value)
         return _dataset(rows, _rank_features())
 
+    def prompts(self, split: str, n: int, section: str = "chat") -> list[dict]:
+        """``n`` prompts of one section, each with the vocabulary its answers are rendered from.
+
+        For chapter 09's policy, which writes answers sentence by sentence: every dict holds
+        id, text, core, section, subset, novelty, and the wordings the split may use: ``right``
+        and ``wrong`` claims (the same sentence patterns), ``details``, ``filler``, ``opener``,
+        ``closer`` and ``curt``. Subsets round-robin; the same seed gives the same prompts, and
+        ``prompts(split, 10)`` is a prefix of ``prompts(split, 100)``. Only ``chat`` is supported
+        (its answers are a claim, details and filler; other sections answer differently).
+        """
+        split = _check_split(split, SPLITS + (POOL_SPLIT,))
+        n = _check_int("n", n, 1, _MAX_N)
+        if section != "chat":
+            raise ValueError(f"prompts() supports section 'chat' only, got {section!r}")
+        out = []
+        for i in range(n):
+            rng = self._rng("prompts", split, i)
+            subset = SECTIONS[section][i % len(SECTIONS[section])]
+            prompt = _prompt_in_split(rng, split, section, subset)
+            style = _STYLE[prompt["test"]]
+            out.append({"id": f"{split}-prompt-{i:06d}", "text": prompt["text"], "core": prompt["core"],
+                        "section": section, "subset": subset, "novelty": prompt["novelty"],
+                        "right": tuple(prompt["right"]), "wrong": tuple(prompt["wrong"]),
+                        "details": tuple(prompt["details"]), "filler": tuple(prompt["filler"]),
+                        "opener": tuple(style["opener"]), "closer": tuple(style["closer"]),
+                        "curt": tuple(style["curt"])})
+        return out
+
     def candidate_pools(self, n_prompts: int, pool_size: int = 32, split: str = "pool") -> "datasets.Dataset":  # noqa: F821
         """Best-of-n candidate pools: ``pool_size`` sampled responses per prompt.
 
