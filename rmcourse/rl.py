@@ -196,8 +196,9 @@ def train_rl(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, b
              steps: int = 60, prompts_per_step: int = 16, k: int = 4, lr: float = 3e-3,
              ppo_epochs: int = 2, clip: float = 0.2, eval_prompts: Sequence[Mapping] | None = None,
              eval_every: int = 5, k_eval: int = 4, whiten: bool = False, reward_clip: float | None = None,
-             seed: int = 0, progress: bool = False) -> RLRun:
-    """RLOO with the KL-penalised reward and PPO-clip updates, starting from a copy of ``ref``.
+             seed: int = 0, init: AnswerPolicy | None = None, progress: bool = False) -> RLRun:
+    """RLOO with the KL-penalised reward and PPO-clip updates, starting from a copy of ``ref``
+    (or of ``init``, e.g. the policy of an earlier round; the KL is always to ``ref``).
 
     Each step draws ``prompts_per_step`` prompts, samples ``k`` answers per prompt, scores them
     with ``proxy`` (never the gold), forms returns score - beta * k1, RLOO advantages, and takes
@@ -217,7 +218,7 @@ def train_rl(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, b
         raise ValueError(f"eval_every must be a positive int, got {eval_every!r}")
     from rmcourse.policy import prompt_features
 
-    policy = copy.deepcopy(ref)
+    policy = copy.deepcopy(ref if init is None else init).train()
     ref = copy.deepcopy(ref).eval()
     for p in ref.parameters():
         p.requires_grad_(False)
