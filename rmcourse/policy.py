@@ -39,7 +39,7 @@ from rmcourse.world import GOLD_WEIGHTS
 
 __all__ = [
     "ACTIONS", "BODY_BUDGET", "MAX_FILLER", "MAX_DETAIL", "MAX_STEPS",
-    "AnswerPolicy", "Rollout", "prompt_features", "render", "answer_attrs", "answer_gold",
+    "AnswerPolicy", "Rollout", "prompt_features", "final_state", "n_states", "render", "answer_attrs", "answer_gold",
     "sample", "sequence_logprobs", "demonstration", "sft_sequences", "fit_sft", "sft_reference", "exact_stats",
 ]
 
@@ -122,6 +122,19 @@ def _state_space() -> tuple[list[State], dict[State, int], torch.Tensor, torch.T
             mask[i, a] = True
             succ[i, a] = seen[_step(s, a)]
     return order, seen, mask, succ
+
+
+def final_state(actions: Sequence[int]) -> State:
+    """The state (style, claim, n_detail, n_filler, closed, done) an action sequence ends in."""
+    state = START
+    for a in actions:
+        state = _step(state, int(a))
+    return state
+
+
+def n_states() -> int:
+    """How many states the grammar can reach: the size of the dynamic programme in `exact_stats`."""
+    return len(_state_space()[0])
 
 
 def _state_features(states: torch.Tensor) -> torch.Tensor:

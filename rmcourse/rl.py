@@ -168,14 +168,18 @@ def _texts(prompts: Sequence[Mapping], rollout: Rollout) -> tuple[list[str], lis
 
 @dataclass
 class RLRun:
-    """A trained policy, one history row per evaluation, and sample answers at each evaluation."""
+    """A trained policy, one history row per evaluation, the first evaluation prompt's sampled
+    answers at each evaluation ({"answer", "gold", "proxy"} dicts) and the exact per-prompt gold
+    and KL at each evaluation (``per_prompt[step]["gold"]``, arrays over the evaluation prompts)."""
 
     policy: AnswerPolicy
     history: pd.DataFrame
-    samples: dict[int, list[str]] = field(default_factory=dict)
+    samples: dict[int, list[dict]] = field(default_factory=dict)
+    per_prompt: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
-def _evaluate(policy, ref, eval_feats, eval_prompts, proxy, gen, k_eval) -> tuple[dict, list[str]]:
+def _evaluate(policy, ref, eval_feats, eval_prompts, proxy, gen, k_eval) -> tuple[dict, list[dict], dict]:
+    """One history row, the first prompt's sampled answers, and per-prompt exact gold and KL."""
     exact = exact_stats(policy, eval_feats, ref)
     roll = sample(policy, eval_feats, k_eval, gen)
     with torch.no_grad():
@@ -183,12 +187,17 @@ def _evaluate(policy, ref, eval_feats, eval_prompts, proxy, gen, k_eval) -> tupl
     est = kl_estimators(roll.logprobs, ref_lp, roll.mask)
     prompts, answers = _texts(eval_prompts, roll)
     scores = proxy(prompts, answers)
+    gold = answer_gold(roll.final)
     row = {"kl": float(exact["kl"].mean()), "gold": float(exact["gold"].mean()),
-           "proxy": float(scores.mean()), "k1": float(est["k1"].mean()), "k3": float(est["k3"].mean()),
-           "k1_std": float(est["k1"].std()), "k3_std": float(est["k3"].std()),
+           "proxy": float(scores.mean()), "gold_sampled": float(gold.mean()),
+           "k1": float(est["k1"].mean()), "k3": float(est["k3"].mean()),
+           "k1_std": float(est["k1"].std()), "k3_std": float(est["k3"].std()), "n_sampled": len(roll),
            **{name: float(exact[name].mean()) for name in ("detail", "filler", "right", "polite", "sentences")}}
     row["d"] = float(np.sqrt(max(row["kl"], 0.0)))
-    return row, answers[:k_eval]
+    first = [{"answer": a, "gold": float(g), "proxy": float(s)}
+             for a, g, s in zip(answers[:k_eval], gold[:k_eval], scores[:k_eval])]
+    per_prompt = {"gold": exact["gold"].numpy(), "kl": exact["kl"].numpy()}
+    return row, first, per_prompt
 
 
 @_one_thread
@@ -205,8 +214,9 @@ def train_rl(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, b
     ``ppo_epochs`` Adam steps on the clipped surrogate. ``whiten`` standardises the proxy's
     scores with running statistics before the KL term (Llama 2 whitens its reward);
     ``reward_clip`` then clamps them to [-reward_clip, reward_clip]. History
-    columns: step, kl (exact), d = sqrt(kl), gold (exact expected), proxy (sampled mean), k1, k3
-    (sampled means) and the exact expected detail, filler, right, polite and sentences.
+    columns: step, kl (exact), d = sqrt(kl), gold (exact expected), proxy and gold_sampled (means
+    over the ``k_eval`` answers sampled per evaluation prompt), k1, k3 (sampled means) and their
+    standard deviations, n_sampled, and the exact expected detail, filler, right, polite and sentences.
     """
     if not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
@@ -229,7 +239,7 @@ def train_rl(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, b
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     eval_gen = torch.Generator().manual_seed(seed + 10_000)
-    rows, samples = [], {}
+    rows, samples, per_prompt = [], {}, {}
     running = [0.0, 1.0, 0]  # mean, var, count of proxy scores (for whitening)
     bar = range(steps + 1)
     if progress:
@@ -237,7 +247,7 @@ def train_rl(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, b
         bar = tqdm(bar, desc=f"RL beta={beta}", leave=False)
     for step in bar:
         if step % eval_every == 0 or step == steps:
-            row, answers = _evaluate(policy, ref, eval_feats, eval_prompts, proxy, eval_gen, k_eval)
+            row, answers, per_prompt[step] = _evaluate(policy, ref, eval_feats, eval_prompts, proxy, eval_gen, k_eval)
             rows.append({"step": step, **row})
             samples[step] = answers
         if step == steps:
@@ -264,7 +274,7 @@ def train_rl(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, b
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    return RLRun(policy, pd.DataFrame(rows), samples)
+    return RLRun(policy, pd.DataFrame(rows), samples, per_prompt)
 
 
 @_one_thread
@@ -301,9 +311,9 @@ def rejection_sampling(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: Pro
     eval_feats = prompt_features(eval_prompts)
     gen = torch.Generator().manual_seed(seed)
     eval_gen = torch.Generator().manual_seed(seed + 10_000)
-    rows, samples = [], {}
+    rows, samples, per_prompt = [], {}, {}
     for r in range(rounds + 1):
-        row, answers = _evaluate(policy, ref, eval_feats, eval_prompts, proxy, eval_gen, k_eval)
+        row, answers, per_prompt[r] = _evaluate(policy, ref, eval_feats, eval_prompts, proxy, eval_gen, k_eval)
         rows.append({"step": r, **row})
         samples[r] = answers
         if r == rounds:
@@ -314,4 +324,4 @@ def rejection_sampling(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: Pro
         seqs = roll.action_lists()
         seqs = [seqs[i] for i in best]
         fit_sft(policy, feats, seqs, epochs=epochs, lr=lr, seed=seed + r)
-    return RLRun(policy, pd.DataFrame(rows), samples)
+    return RLRun(policy, pd.DataFrame(rows), samples, per_prompt)
