@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
 from typing import Iterator, TypeVar
@@ -182,3 +183,21 @@ def timer() -> Iterator[dict]:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         out["seconds"] = time.perf_counter() - start
+
+
+def one_thread(fn):
+    """Decorator: run ``fn`` with one intra-op CPU thread (restored afterwards).
+
+    For loops over tiny matrices (chapter 09's policy): extra threads add no speed, and when the
+    cores are shared with other work they wait on each other (see `rmcourse.heads`)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(before)
+
+    return wrapper

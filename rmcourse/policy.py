@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rmcourse.device import one_thread
 from rmcourse.world import GOLD_WEIGHTS
 
 __all__ = [
@@ -234,6 +235,7 @@ class Rollout:
         return [[int(a) for a in row if a >= 0] for row in self.actions]
 
 
+@one_thread
 @torch.no_grad()
 def sample(policy: AnswerPolicy, prompt_feats: torch.Tensor, k: int = 1,
            generator: torch.Generator | None = None) -> Rollout:
@@ -389,6 +391,7 @@ def _teacher_forced(prompt_feats: torch.Tensor, seqs: Sequence[Sequence[int]]) -
     return Rollout(actions, states, torch.zeros(n, MAX_STEPS), mask, final, torch.arange(n))
 
 
+@one_thread
 def fit_sft(policy: AnswerPolicy, prompt_feats: torch.Tensor, seqs: Sequence[Sequence[int]], *,
             epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, seed: int = 0) -> list[float]:
     """Maximum likelihood on action sequences (teacher forcing); returns the mean NLL per token per epoch."""
@@ -426,6 +429,7 @@ def sft_reference(world, n_pairs: int = 4000, epochs: int = 20, seed: int = 0) -
     return policy.eval(), history, len(seqs)
 
 
+@one_thread
 @torch.no_grad()
 def exact_stats(policy: AnswerPolicy, prompt_feats: torch.Tensor, ref: AnswerPolicy | None = None) -> dict:
     """Exact per-prompt expectations under ``policy`` by dynamic programming over the state space.

@@ -27,7 +27,6 @@ several gradient epochs per batch make the update off-policy.
 from __future__ import annotations
 
 import copy
-import functools
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
@@ -35,27 +34,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rmcourse.device import one_thread
 from rmcourse.policy import (AnswerPolicy, Rollout, answer_gold, exact_stats, fit_sft, render, sample,
                              sequence_logprobs)
 
 __all__ = ["kl_penalised_rewards", "kl_estimators", "rloo_advantages", "group_advantages",
            "ppo_clip_loss", "ProxyReward", "RLRun", "train_rl", "best_of_n_pool", "rejection_sampling"]
-
-def _one_thread(fn):
-    """Run ``fn`` with one intra-op CPU thread: the policy's matrices are tiny, and extra threads
-    only wait on each other (the same reason as `rmcourse.heads`)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
-
-    return wrapper
-
 
 ProxyFn = Callable[[Sequence[str], Sequence[str]], np.ndarray]
 
@@ -200,7 +184,7 @@ def _evaluate(policy, ref, eval_feats, eval_prompts, proxy, gen, k_eval) -> tupl
     return row, first, per_prompt
 
 
-@_one_thread
+@one_thread
 def train_rl(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, beta: float = 0.05,
              steps: int = 60, prompts_per_step: int = 16, k: int = 4, lr: float = 3e-3,
              ppo_epochs: int = 2, clip: float = 0.2, eval_prompts: Sequence[Mapping] | None = None,
@@ -277,7 +261,7 @@ def train_rl(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, b
     return RLRun(policy, pd.DataFrame(rows), samples, per_prompt)
 
 
-@_one_thread
+@one_thread
 def best_of_n_pool(policy: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, pool_size: int = 64,
                    seed: int = 0) -> dict[str, np.ndarray]:
     """``pool_size`` answers per prompt from ``policy``: proxy and gold [P, K] and the answers' attributes."""
@@ -294,7 +278,7 @@ def best_of_n_pool(policy: AnswerPolicy, prompts: Sequence[Mapping], proxy: Prox
             "right": (fs[:, 1] == 1).numpy().reshape(shape)}
 
 
-@_one_thread
+@one_thread
 def rejection_sampling(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, rounds: int = 4,
                        n: int = 8, epochs: int = 10, lr: float = 3e-3, eval_prompts: Sequence[Mapping] | None = None,
                        k_eval: int = 4, seed: int = 0) -> RLRun:

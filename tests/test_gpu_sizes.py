@@ -41,6 +41,10 @@ RUN_SIZES = {
     ("course_models", "eval_batch_size"): "scoring batch size",
     ("course_models", "frozen_layers"): "how many layers train, not data",
     ("08b_dpo_implicit_reward", "TRAINABLE"): "how many decoder blocks train, not data",
+    ("09_policy_against_a_reward_model", "POOL"): "answers sampled per prompt for best-of-n; the n values "
+                                                  "printed are filtered to n <= POOL in the notebook",
+    ("09_policy_against_a_reward_model", "STEPS"): "RL steps on the same prompts",
+    ("09_policy_against_a_reward_model", "rounds"): "rejection-sampling rounds on the same prompts",
 }
 # (file stem, name) -> the test that builds it at its GPU size
 BUILT = {
