@@ -169,10 +169,11 @@ class AnswerPolicy(nn.Module):
 
     def __init__(self, hidden: int = 64, prompt_dim: int = PROMPT_DIM, seed: int = 0) -> None:
         super().__init__()
-        torch.manual_seed(seed)
         self.prompt_dim = prompt_dim
-        self.net = nn.Sequential(nn.Linear(prompt_dim + STATE_DIM, hidden), nn.Tanh(),
-                                 nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, len(ACTIONS)))
+        with torch.random.fork_rng():  # seeded initial weights, without resetting the caller's RNG
+            torch.manual_seed(seed)
+            self.net = nn.Sequential(nn.Linear(prompt_dim + STATE_DIM, hidden), nn.Tanh(),
+                                     nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, len(ACTIONS)))
 
     def forward(self, prompt_feats: torch.Tensor, states: torch.Tensor) -> torch.Tensor:
         """Masked log-probabilities [..., 8] for prompt features [..., D] and states [..., 6]."""

@@ -54,6 +54,8 @@ def ensemble_proxy(train, n_members: int = 5, method: str = "mean", lam: float =
     _check_pairs(train)
     if not isinstance(n_members, int) or n_members < 2:
         raise ValueError(f"n_members must be an int >= 2, got {n_members!r}")
+    if method not in ("mean", "worst", "uncertainty"):
+        raise ValueError(f"unknown method {method!r}; expected 'mean', 'worst' or 'uncertainty'")
     feats = pair_features(train)
     rng = np.random.default_rng(seed)
     heads = []

@@ -61,6 +61,8 @@ def kl_penalised_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logpr
     _check_tokens("logprobs", logprobs)
     _check_tokens("ref_logprobs", ref_logprobs, logprobs)
     _check_tokens("mask", mask, logprobs)
+    if not isinstance(scores, torch.Tensor):
+        raise TypeError(f"scores must be a torch.Tensor of one score per answer, got {type(scores).__name__}")
     if scores.shape != (logprobs.shape[0],):
         raise ValueError(f"scores must have one value per answer ({logprobs.shape[0]}), got {tuple(scores.shape)}")
     if beta < 0:
@@ -120,7 +122,7 @@ def ppo_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages
     ratio = torch.exp(logprobs - old_logprobs.detach())
     adv = advantages.detach()[:, None]
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv)
-    return -(surrogate * mask).sum() / mask.sum()
+    return -torch.where(mask, surrogate, torch.zeros_like(surrogate)).sum() / mask.sum()
 
 
 class ProxyReward:
@@ -243,7 +245,9 @@ def train_rl(ref: AnswerPolicy, prompts: Sequence[Mapping], proxy: ProxyFn, *, b
         if whiten:
             n_old, n_new = running[2], len(scores)
             mean = (running[0] * n_old + float(scores.sum())) / (n_old + n_new)
-            var = (running[1] * n_old + float(((scores - mean) ** 2).sum())) / (n_old + n_new)
+            # pooled variance: the old batches' spread about the NEW mean includes their mean shift
+            var = (n_old * (running[1] + (running[0] - mean) ** 2)
+                   + float(((scores - mean) ** 2).sum())) / (n_old + n_new)
             running = [mean, var, n_old + n_new]
             scores = (scores - mean) / max(var, 1e-8) ** 0.5
         if reward_clip is not None:

@@ -732,7 +732,8 @@ class PreferenceWorld:
         and ``wrong`` claims (the same sentence patterns), ``details``, ``filler``, ``opener``,
         ``closer`` and ``curt``. Subsets round-robin; the same seed gives the same prompts, and
         ``prompts(split, 10)`` is a prefix of ``prompts(split, 100)``. Only ``chat`` is supported
-        (its answers are a claim, details and filler; other sections answer differently).
+        (its answers are a claim, details and filler; other sections answer differently), and only
+        familiar topics: every prompt is "in-distribution", in the test split too.
         """
         split = _check_split(split, SPLITS + (POOL_SPLIT,))
         n = _check_int("n", n, 1, _MAX_N)
