@@ -138,6 +138,20 @@ def n_states() -> int:
     return len(_state_space()[0])
 
 
+@lru_cache(maxsize=1)
+def _levels() -> list[dict[int, tuple[torch.Tensor, torch.Tensor]]]:
+    """Transitions grouped by the depth of their source state: per level, {action: (sources, targets)}."""
+    order, _, mask, succ = _state_space()
+    depth = [sum(1 for x in (s[0] > 0, s[1] > 0) if x) + s[2] + s[3] + s[4] + s[5] for s in order]
+    levels: list[dict[int, tuple[list[int], list[int]]]] = [dict() for _ in range(max(depth) + 1)]
+    for i in range(len(order)):
+        for a in torch.nonzero(mask[i]).flatten().tolist():
+            src, dst = levels[depth[i]].setdefault(a, ([], []))
+            src.append(i)
+            dst.append(int(succ[i, a]))
+    return [{a: (torch.tensor(src), torch.tensor(dst)) for a, (src, dst) in lvl.items()} for lvl in levels if lvl]
+
+
 def _state_features(states: torch.Tensor) -> torch.Tensor:
     """One-hot features of states [..., 6] -> [..., 25]: style, claim, details, fillers, closed, body size."""
     s = states.long()
@@ -283,6 +297,9 @@ def _pick(options: Sequence[str], key: str) -> str:
     return options[zlib.crc32(key.encode()) % len(options)]
 
 
+_RENDER_KEYS = ("id", "right", "wrong", "details", "filler", "opener", "closer", "curt")
+
+
 def render(prompt: Mapping, actions: Sequence[int]) -> str:
     """The world answer an action sequence writes for a prompt from `PreferenceWorld.prompts`.
 
@@ -291,6 +308,18 @@ def render(prompt: Mapping, actions: Sequence[int]) -> str:
     topic's k-th detail sentence and the k-th filler the k-th of a per-prompt shuffle of the
     world's filler sentences.
     """
+    # RL renders the same few answers thousands of times: cache on everything the text depends on
+    key = tuple(tuple(prompt[k]) if not isinstance(prompt[k], str) else prompt[k] for k in _RENDER_KEYS)
+    return _render_cached(key, tuple(int(a) for a in actions))
+
+
+@lru_cache(maxsize=100_000)
+def _render_cached(key: tuple, actions: tuple[int, ...]) -> str:
+    return _render_uncached(dict(zip(_RENDER_KEYS, key)), actions)
+
+
+def _render_uncached(prompt: Mapping, actions: Sequence[int]) -> str:
+    """`render` without the cache."""
     pid = prompt["id"]
     wording = zlib.crc32(("claim|" + pid).encode()) % len(prompt["right"])
     fillers = list(prompt["filler"])
@@ -451,11 +480,14 @@ def exact_stats(policy: AnswerPolicy, prompt_feats: torch.Tensor, ref: AnswerPol
         ref_logp = ref(feats, st)
         diff = torch.where(mask[None], logp - ref_logp, torch.zeros_like(logp))
         kl_state = (probs * diff).sum(-1)
+    # occupancy: the probability of passing through each state. A state's depth (actions taken so
+    # far) is fixed by the state, and every action adds one, so one level at a time has all its
+    # incoming mass before it passes it on.
     occ = torch.zeros(p, s)
     occ[:, 0] = 1.0
-    for i in range(s):  # topological order: all mass into state i has arrived
-        for a in torch.nonzero(mask[i]).flatten().tolist():
-            occ[:, succ[i, a]] += occ[:, i] * probs[:, i, a]
+    for level in _levels():
+        for a, (src, dst) in level.items():
+            occ.index_add_(1, dst, occ[:, src] * probs[:, src, a])
     done = states[:, 5] == 1
     final = occ[:, done]
     fs = states[done]

@@ -45,6 +45,9 @@ RUN_SIZES = {
                                                   "printed are filtered to n <= POOL in the notebook",
     ("09_policy_against_a_reward_model", "STEPS"): "RL steps on the same prompts",
     ("09_policy_against_a_reward_model", "rounds"): "rejection-sampling rounds on the same prompts",
+    ("09b_reward_hacking_mitigations", "N_SEEDS"): "RL seeds per configuration: more runs of the same setup",
+    ("09b_reward_hacking_mitigations", "N_EVAL"): "held-out prompts for the exact statistics; world.prompts "
+                                                   "draws any number, after the same 256 RL prompts",
 }
 # (file stem, name) -> the test that builds it at its GPU size
 BUILT = {
