@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: setup lab test test-unit test-notebooks notebooks exercises gpu-check clean
+.PHONY: setup lab test test-unit test-notebooks notebooks exercises gpu-check clean wheelhouse setup-offline
 
 setup: $(STAMP)
 
@@ -44,6 +44,17 @@ exercises: setup
 # headline numbers beside the CPU's, written to docs/gpu-run.md (see tools/gpu_check.py).
 gpu-check: setup
 	$(BIN)/python tools/gpu_check.py
+
+# A workshop room without network (docs/teaching.md): download every pinned wheel for the learners'
+# platform on a connected machine, then install each laptop from that folder with no index.
+#   make wheelhouse WHEELHOUSE_ARGS="--platform manylinux_2_28_x86_64 --python-version 3.11"
+#   make setup-offline WHEELHOUSE=/media/usb/wheelhouse
+WHEELHOUSE ?= wheelhouse
+wheelhouse:
+	PYTHON=$(PYTHON) bash tools/room_wheelhouse.sh download --dest $(WHEELHOUSE) $(WHEELHOUSE_ARGS)
+
+setup-offline:
+	PYTHON=$(PYTHON) bash tools/room_wheelhouse.sh install $(WHEELHOUSE) --venv $(VENV)
 
 clean:
 	rm -rf $(VENV) artifacts

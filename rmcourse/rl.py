@@ -16,11 +16,12 @@ The pieces, named as in TRL and the papers:
 * `ppo_clip_loss`: PPO's clipped surrogate (Schulman et al. 2017, arXiv 1707.06347) on the
   ratio pi_theta / pi_old of the policy being updated to the one that sampled.
 
-`train_rl` puts them together the way TRL's RLOOTrainer does (KL inside the reward, RLOO
-advantages of whole answers, a few PPO-clip epochs on each batch), and records at every
+`train_rl` puts them together as TRL's RLOO trainer does (KL inside the reward, RLOO
+advantages of whole answers, PPO's clipped loss, which TRL notes is plain REINFORCE for one epoch
+and one mini-batch; we take ``ppo_epochs`` steps on each batch, so the clip matters), and records at every
 evaluation the exact KL and expected gold of the policy, the sampled proxy, and the k1/k3
-estimates. Why RLOO rather than PPO with a value head: every answer ends in a single reward
-(no per-token credit to learn), k samples per prompt are cheap here, and Ahmadian et al. report
+estimates. Why RLOO rather than PPO with a value head: the reward model scores only whole answers
+(RLOO treats an answer as one action with one return), k samples per prompt are cheap here, and Ahmadian et al. report
 RLOO matching or beating PPO for RLHF with fewer moving parts; the PPO clip is kept because
 several gradient epochs per batch make the update off-policy.
 """

@@ -274,9 +274,14 @@ md(r"""
 InstructGPT (Ouyang et al. 2022) gives every token the reward −β·log(π/π_ref) and adds the RM's
 score on the last token; summed over an answer that is score − β·k1 (`kl_penalised_rewards`).
 We use **RLOO** (Ahmadian et al. 2024): four answers per prompt, each answer's baseline is the mean
-return of the other three, so no value network is needed (every answer gets one reward at its end,
-there is no per-token credit to learn); the policy takes two steps of **PPO's clipped objective**
-(Schulman et al. 2017) on each batch, which TRL's RLOO trainer does too. This run has **β = 0**: it
+return of the other three, so no value network is needed: like Ahmadian et al., it treats the whole
+answer as one action with one return, score − β·k1, and lets every token share that answer's
+advantage. Why we chose it over PPO with a value head: the RM scores only whole answers, four
+samples per prompt cost nothing here, and Ahmadian et al. report RLOO matching or beating PPO for
+RLHF with fewer moving parts. The policy takes two steps of **PPO's clipped objective**
+(Schulman et al. 2017) on each batch. TRL's RLOO trainer computes the same clipped loss and notes
+that with one epoch and one mini-batch it is plain REINFORCE with the leave-one-out baseline; the
+clip matters from the second step on, when the policy being updated is no longer the one that sampled. This run has **β = 0**: it
 shows what the proxy does when nothing holds the policy back (chapter 09b sweeps β).
 
 At each evaluation (every 2 steps) we record the exact KL and expected gold on the held-out prompts,
