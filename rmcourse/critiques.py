@@ -42,12 +42,16 @@ _OPS = {"+": "+", "plus": "+", "-": "-", "minus": "-", "*": "*", "times": "*"}
 _STATED = re.compile(r"(?:answer is|result is|gives|makes|that is)\s+(-?\d+)", re.IGNORECASE)
 
 
-def _check_attrs(attrs: Any) -> Mapping:
+def _check_attrs(attrs: Any, where: str = "attrs") -> Mapping:
+    from rmcourse.linear_reward import _check_attribute_values
+
     if not isinstance(attrs, Mapping):
-        raise TypeError(f"attrs must be a mapping of hidden attributes, got {type(attrs).__name__}")
+        raise TypeError(f"{where} must be a mapping of hidden attributes, got {type(attrs).__name__}")
     missing = [k for k in _ATTR_KEYS if k not in attrs]
     if missing:
-        raise ValueError(f"attrs is missing {missing} (need {', '.join(_ATTR_KEYS)})")
+        raise ValueError(f"{where} is missing {missing} (need {', '.join(_ATTR_KEYS)})")
+    # "False" or "3" as text would be read as True or crash int(): the world's own checks
+    _check_attribute_values(attrs, where, _ATTR_KEYS)
     return attrs
 
 
@@ -101,6 +105,11 @@ def _rows(prompts: Sequence[str], responses: Sequence[str], attrs: Sequence[Mapp
     for name, value in (("prompts", prompts), ("responses", responses)):
         if isinstance(value, str):
             raise TypeError(f"{name} must be a list of strings, got a single string")
+        if value is None or isinstance(value, (bytes, Mapping)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"{name} must be a list of strings, got {type(value).__name__}")
+    if isinstance(attrs, (Mapping, str, bytes)) or attrs is None or not hasattr(attrs, "__iter__"):
+        raise TypeError("attrs must be a list of attribute dicts (one per response), got "
+                        f"{type(attrs).__name__}")
     prompts, responses, attrs = list(prompts), list(responses), list(attrs)
     if not len(prompts) == len(responses) == len(attrs):
         raise ValueError(f"{len(prompts)} prompts, {len(responses)} responses and {len(attrs)} "
@@ -112,6 +121,8 @@ def oracle_critiques(prompts: Sequence[str], responses: Sequence[str],
                      attrs: Sequence[Mapping]) -> list[str]:
     """`oracle_critique` for every (prompt, response, attrs)."""
     prompts, responses, attrs = _rows(prompts, responses, attrs)
+    for i, a in enumerate(attrs):
+        _check_attrs(a, f"attrs[{i}]")
     return [oracle_critique(p, r, a) for p, r, a in zip(prompts, responses, attrs)]
 
 
@@ -120,12 +131,15 @@ def noisy_oracle_critiques(prompts: Sequence[str], responses: Sequence[str], att
     """Oracle critiques whose right/wrong verdict is flipped for a share `error_rate` of the
     responses that make a claim (drawn with `seed`); everything else stays true."""
     if isinstance(error_rate, bool) or not isinstance(error_rate, (int, float)) or not 0 <= error_rate <= 1:
-        raise ValueError(f"error_rate must be a number in [0, 1], got {error_rate!r}")
+        hint = " (a fraction, not a percentage)" if isinstance(error_rate, (int, float)) and 1 < error_rate <= 100 else ""
+        raise ValueError(f"error_rate must be a number in [0, 1], got {error_rate!r}{hint}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int (it seeds Python's random.Random), got {type(seed).__name__}")
     prompts, responses, attrs = _rows(prompts, responses, attrs)
     rng = random.Random(seed)
     out = []
-    for p, r, a in zip(prompts, responses, attrs):
-        a = dict(_check_attrs(a))
+    for i, (p, r, a) in enumerate(zip(prompts, responses, attrs)):
+        a = dict(_check_attrs(a, f"attrs[{i}]"))
         if a["correct"] is not None and rng.random() < error_rate:
             a["correct"] = not a["correct"]
             out.append(oracle_critique("", r, a))  # no prompt: the redone sum would give it away
@@ -138,8 +152,9 @@ def lm_critiques(lm, prompts: Sequence[str], responses: Sequence[str], max_new_t
                  batch_size: int = 32, template: str = CRITIC_TEMPLATE, progress: bool = False) -> list[str]:
     """Critiques written by a causal LM (greedy, cached under artifacts/): its own view of each
     response, whatever its quality. An empty generation becomes "(no critique)"."""
-    from rmcourse.generative import chat_texts, generate
+    from rmcourse.generative import _check_lm, chat_texts, generate
 
+    _check_lm(lm)
     texts = chat_texts(lm, template, prompts, responses)
     out = generate(lm, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
     return [c if c.strip() else "(no critique)" for c in out]
@@ -159,6 +174,8 @@ def with_critique(responses: Sequence[str], critiques: Sequence[str] | None) -> 
     if len(critiques) != len(responses):
         raise ValueError(f"{len(responses)} responses but {len(critiques)} critiques")
     for i, c in enumerate(critiques):
+        if c is not None and not isinstance(c, str):
+            raise TypeError(f"critique {i} must be a str, got {type(c).__name__}")
         if not isinstance(c, str) or not c.strip():
             raise ValueError(f"critique {i} is empty: a critic that says nothing should say so")
     return [f"{r}\n\nCritique: {c}" for r, c in zip(responses, critiques)]

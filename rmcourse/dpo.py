@@ -38,6 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rmcourse.bootstrap import as_numbers
+from rmcourse.validation import as_number
+
 __all__ = [
     "DPOConfig",
     "dpo_loss",
@@ -57,13 +60,23 @@ __all__ = [
 
 def _logp_tensor(x: Any, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
+        # text, None and booleans are refused here, before torch reads them
+        as_numbers(x, name, ndim=None, allow_empty=True, finite=False)
         x = torch.as_tensor(x, dtype=torch.float32)
+    elif x.dtype == torch.bool or x.is_complex():
+        raise TypeError(f"{name} must hold summed log-probabilities (floats), got a {x.dtype} tensor")
     if x.ndim != 1:
         raise ValueError(f"{name} must be one summed log-prob per sequence, shape [N]; got {tuple(x.shape)}")
     if x.numel() == 0:
         raise ValueError(f"{name} is empty")
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} has a non-finite value")
+    positive = (x > 0).nonzero()
+    if positive.numel():
+        i = int(positive[0, 0])
+        raise ValueError(f"{name} must hold log-probabilities (<= 0), got {float(x[i])} at index {i}: "
+                         "probabilities? pass their log; logits? sum the log-softmax of the "
+                         "completion tokens")
     return x
 
 
@@ -134,6 +147,7 @@ def load_policy(name: str = "smollm2", device: str | torch.device = "cpu") -> tu
         raise TypeError(f"name must be a str, got {type(name).__name__}")
     if name != "smollm2":
         raise ValueError(f"load_policy knows the bundled decoder 'smollm2' only, got {name!r}")
+    device = models.resolve_device(device)  # "gpu" or a missing GPU: named before the load
     folder, gguf_file = models.bundled_model_path(name)
     tokenizer = models.load_tokenizer(name)
     parsed_once = getattr(models, "_gguf_parsed_once", contextlib.nullcontext)  # a speed-up only
@@ -234,16 +248,20 @@ class DPOConfig:
 
     def __post_init__(self) -> None:
         _check_beta(self.beta)
+        if isinstance(self.learning_rate, bool):
+            raise TypeError("learning_rate must be a number, got bool")
         if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         for name in ("num_train_epochs", "per_device_train_batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if not self.max_grad_norm > 0:
+        if not as_number(self.max_grad_norm, "max_grad_norm") > 0:
             raise ValueError(f"max_grad_norm must be > 0, got {self.max_grad_norm}")
-        if self.weight_decay < 0:
+        if as_number(self.weight_decay, "weight_decay") < 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
 
 
 @dataclass
@@ -480,8 +498,13 @@ class TopLayerDPO:
         if not isinstance(config, DPOConfig):
             raise TypeError(f"config must be a DPOConfig, got {type(config).__name__}")
         for name, c in (("cache", cache), ("eval_cache", eval_cache)):
-            if c is not None and (not isinstance(c, PreferenceCache) or c.ref_chosen_logps is None):
-                raise TypeError(f"{name} must be a PreferenceCache built by encode()")
+            if (c is not None or name == "cache") and (not isinstance(c, PreferenceCache)
+                                                       or c.ref_chosen_logps is None):
+                raise TypeError(f"{name} must be a PreferenceCache built by encode(), got "
+                                f"{type(c).__name__}")
+        if eval_every is not None and (isinstance(eval_every, bool) or not isinstance(eval_every, int)
+                                       or eval_every < 1):
+            raise ValueError(f"eval_every must be a positive int or None, got {eval_every!r}")
         n = len(cache)
         bs = config.per_device_train_batch_size
         steps_per_epoch = math.ceil(n / bs)

@@ -27,6 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from rmcourse.validation import as_number
+
 __all__ = ["combine_rewards", "member_variance", "uncertainty_weights",
            "uncertainty_weighted_pair_loss", "seed_uncertainty_loss"]
 
@@ -36,6 +38,9 @@ _METHODS = ("mean", "worst", "uncertainty")
 def _members(x, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape [members, items], got {type(x).__name__}")
+    if x.dtype == torch.bool or not (x.is_floating_point()):
+        raise TypeError(f"{name} must hold floating-point rewards, got a {x.dtype} tensor "
+                        "(call .float() on it)")
     if x.ndim != 2:
         raise ValueError(f"{name} must have shape [members, items], got {tuple(x.shape)}")
     if x.shape[0] < 1 or x.shape[1] < 1:
@@ -63,7 +68,10 @@ def combine_rewards(member_rewards: torch.Tensor, method: str = "mean", lam: flo
         return x.mean(dim=0)
     if method == "worst":
         return x.min(dim=0).values
-    if not isinstance(lam, (int, float)) or lam < 0:
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)):
+        raise TypeError(f"lam must be a number >= 0, got {type(lam).__name__} {lam!r}")
+    as_number(lam, "lam")  # NaN and inf refused: they turn every combined reward into NaN / -inf
+    if lam < 0:
         raise ValueError(f"lam must be a non-negative number, got {lam!r}")
     return x.mean(dim=0) - lam * member_variance(x)
 

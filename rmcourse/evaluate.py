@@ -23,14 +23,23 @@ RewardTrainer); the data is a local file/folder in any format `rmcourse.formats`
 Texts longer than the model's window (its saved max_length, or --max-length) follow `--overflow`:
 error (the default: nothing is scored), truncate (the response is cut from the right, as
 RewardBench's own scripts cut over-long texts) or drop (left out and counted). Bad input (a
-missing or damaged file, a folder that is not a reward model, malformed rows) exits with code 1
-and one line saying what is wrong; bad arguments exit with code 2.
+missing or damaged file, a folder that is not a reward model, malformed rows, a JSON file holding
+a dictionary of splits) exits with code 1 and one line saying what is wrong; bad arguments exit
+with code 2.
+
+The report never costs the learner a file: `--json FILE` refuses (exit 2, before anything is
+loaded) a FILE that is the --data file, lies inside the --data folder, or is an existing file of
+the --model folder; and an existing FILE that is not a report this tool wrote is replaced only
+with `--overwrite`. A report written earlier is replaced (atomically). `--bootstrap N` needs N = 0
+(no interval) or N >= 40 (`MIN_BOOT`): with fewer resamples a 2.5% tail of the 95% interval
+holds less than one resample, and the "interval" is just the smallest and largest resample.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -45,12 +54,30 @@ __all__ = [
     "format_report",
     "is_rewardbench2_rows",
     "main",
+    "is_evaluate_report",
+    "json_output_problem",
+    "MIN_BOOT",
     "rewardbench2_scorer",
     "score_rewardbench2_rows",
 ]
 
 _positive_int = _number_type(int, 1, True, "a positive integer")
 _non_negative_int = _number_type(int, 0, True, "an integer >= 0")
+
+#: The fewest bootstrap resamples behind a 95% interval: each 2.5% tail then holds at least one
+#: resample (0.025 * 40 = 1). 0 means no interval; the default, 1000, gives a stable one.
+MIN_BOOT = 40
+_REPORT_KEYS = ("model", "model_kind", "data", "format")
+_MAX_REPORT_BYTES = 20_000_000
+
+
+def _bootstrap_count(text: str) -> int:
+    value = _non_negative_int(text)
+    if 0 < value < MIN_BOOT:
+        raise argparse.ArgumentTypeError(
+            f"must be 0 (no interval) or at least {MIN_BOOT} resamples, got {text!r}: with fewer, "
+            "a 95% interval's 2.5% tails hold less than one resample each")
+    return value
 
 EPILOG = """\
 model:
@@ -66,7 +93,14 @@ data:
   world:SPLIT:N[:SEED] for pairs of the course's preference world. In a folder, --split picks
   the files named for that split (train.jsonl, test-00000-of-00001.parquet, ...).
 
-exit codes: 0 evaluated, 1 bad model or data (one line on stderr says what), 2 bad arguments.
+output:
+  --json FILE also writes the report as JSON. It never replaces an input: a FILE that is the
+  --data file, inside the --data folder, or an existing file of the --model folder is refused
+  (exit 2), with or without --overwrite. An existing FILE that is a report written earlier by
+  this tool is replaced; any other existing file is refused unless --overwrite is given.
+
+exit codes: 0 evaluated, 1 bad model or data (one line on stderr says what), 2 bad arguments
+  (including a --json FILE that would replace an input or, without --overwrite, another file).
 
 examples:
   python -m rmcourse.evaluate --model artifacts/rm-cli --data world:test:200
@@ -96,6 +130,8 @@ def score_rewardbench2_rows(model: Any, rows: Sequence[dict], batch_size: int = 
     if overflow not in ("error", "truncate"):
         raise ValueError(f"overflow must be 'error' or 'truncate' for RewardBench 2 rows (a row "
                          f"missing one completion cannot be scored), got {overflow!r}")
+    if isinstance(rows, (str, bytes, dict)) or not hasattr(rows, "__iter__"):
+        raise TypeError(f"rows must be a list of RewardBench 2 row dicts, got {type(rows).__name__}")
     prompts, texts, owners = [], [], []
     for i, row in enumerate(rows):
         if not is_rewardbench2_rows([row]):
@@ -245,6 +281,13 @@ def evaluate_pairs(model: Any, ds: Any, *, batch_size: int = 32, max_length: int
     from rmcourse.validation import as_count
 
     as_count(n_boot, "n_boot", low=0)
+    if 0 < n_boot < MIN_BOOT:
+        raise ValueError(f"n_boot must be 0 (no interval) or at least {MIN_BOOT}, got {n_boot}: with "
+                         "fewer resamples a 95% interval's 2.5% tails hold less than one resample")
+    if not hasattr(ds, "column_names"):
+        hint = (": rmcourse.formats.to_canonical(rows) turns a list of row dicts into one"
+                if isinstance(ds, list) else "")
+        raise TypeError(f"ds must be a datasets.Dataset of canonical pairs, got {type(ds).__name__}{hint}")
     scored = score_pairs_report(model, ds, batch_size=batch_size, max_length=max_length,
                                 progress=progress, overflow=overflow)
     kept = scored.kept
@@ -310,7 +353,8 @@ def format_report(result: dict) -> str:
                  f"{window['n_response_truncated']} responses cut from the right, "
                  f"{window['n_dropped']} pairs dropped; {result['n_scored']} scored")
     ci = acc.get("ci95")
-    ci_text = f", 95% bootstrap CI [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    resamples = f" ({acc['n_boot']} resamples)" if acc.get("n_boot") else ""
+    ci_text = f", 95% bootstrap CI [{ci[0]:.3f}, {ci[1]:.3f}]{resamples}" if ci else ""
     lines += ["", f"pairwise accuracy: {_pct(acc['accuracy'])} ({acc['n_correct']}/{acc['n']} "
                   f"pairs, {acc['n_ties']} ties counted as wrong){ci_text}",
               f"  baselines on the same pairs: chance 0.500, \"the longer answer wins\" "
@@ -382,11 +426,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pairs per forward pass (default: 32)")
     p.add_argument("--device", metavar="DEVICE",
                    help="cpu, cuda, cuda:N or mps (default: CUDA, then MPS, then CPU)")
-    p.add_argument("--bootstrap", type=_non_negative_int, default=1000, metavar="N",
-                   help="bootstrap resamples for the accuracy interval; 0 = none (default: 1000)")
+    p.add_argument("--bootstrap", type=_bootstrap_count, default=1000, metavar="N",
+                   help=f"bootstrap resamples for the accuracy interval: 0 = none, else at least "
+                        f"{MIN_BOOT} (default: 1000)")
     p.add_argument("--seed", type=_non_negative_int, default=0, help="bootstrap seed (default: 0)")
     p.add_argument("--threads", type=_positive_int, help="torch CPU threads")
-    p.add_argument("--json", metavar="FILE", help="also write the report as JSON to FILE")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write the report as JSON to FILE (never an input file; an existing "
+                        "file that is not an earlier report needs --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let --json replace an existing file that is not an earlier report "
+                        "(input files are never replaced)")
     p.add_argument("--no-progress", dest="progress", action="store_false",
                    help="no progress bar")
     return p
@@ -414,6 +464,77 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
             parser.error(f"--json: {args.json!r} is a folder; give a file name")
         if not target.parent.exists():
             parser.error(f"--json: folder {str(target.parent)!r} does not exist")
+        problem = json_output_problem(target, args.data, args.model, overwrite=args.overwrite)
+        if problem:
+            parser.error(f"--json: {problem}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def is_evaluate_report(path: str | os.PathLike) -> bool:
+    """True when `path` holds a JSON report that `python -m rmcourse.evaluate --json` wrote (a
+    JSON object with the header keys model, model_kind, data, format, and the accuracy or the
+    RewardBench 2 results)."""
+    path = Path(path)
+    try:
+        if not path.is_file() or path.stat().st_size > _MAX_REPORT_BYTES:
+            return False
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return (isinstance(report, dict) and all(k in report for k in _REPORT_KEYS)
+            and ("accuracy" in report or "rewardbench2" in report))
+
+
+def json_output_problem(target: str | os.PathLike, data: str, model: str | None = None,
+                        overwrite: bool = False) -> str | None:
+    """Why the report must not be written to `target`, or None when it may be.
+
+    Refused always: the --data file itself (also through a link), any path inside the --data
+    folder (a report there would be read as data next time), and an existing file of the --model
+    folder that is not a report. Refused without `overwrite`: any other existing file that is not
+    a report this tool wrote. A report written earlier may be replaced.
+    """
+    target = Path(target)
+    resolved = target.resolve()
+    name = target.name
+    if not str(data).startswith(WORLD_PREFIX):
+        data_path = Path(data)
+        if data_path.is_file() and (resolved == data_path.resolve() or _same_file(target, data_path)):
+            return (f"{name!r} is the --data file: writing the report there would replace your "
+                    "data; give another file name")
+        if data_path.is_dir() and data_path.resolve() in resolved.parents:
+            return (f"{str(target)!r} lies inside the --data folder {data_path.name!r}: the report "
+                    "would replace a data file or be read as data next time; write it elsewhere")
+    report = is_evaluate_report(target)
+    if model is not None and Path(model).is_dir() and Path(model).resolve() in resolved.parents \
+            and target.exists() and not report:
+        return (f"{name!r} is a file of the --model checkpoint {Path(model).name!r}: writing the "
+                "report there would damage it; give another file name")
+    if target.exists() and not report and not overwrite:
+        return (f"{name!r} exists and is not a report written by rmcourse.evaluate; refusing to "
+                "replace it (give a new file name, or pass --overwrite to replace it)")
+    return None
+
+
+def _split_dictionary(path: Path) -> list[str] | None:
+    """The split names when the JSON file `path` holds {"train": [rows], "test": [rows], ...}."""
+    if path.suffix.lower() != ".json" or not path.is_file():
+        return None
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None  # read_rows names what is wrong with the file
+    if not isinstance(content, dict) or not content or {"prompt", "chosen", "rejected"} & set(content):
+        return None
+    if all(isinstance(v, list) and v and all(isinstance(r, dict) for r in v) for v in content.values()):
+        return sorted(content)
+    return None
 
 
 def _load_inputs(args: argparse.Namespace) -> tuple[Any, Any, list[dict] | None, str]:
@@ -433,6 +554,12 @@ def _load_inputs(args: argparse.Namespace) -> tuple[Any, Any, list[dict] | None,
     try:
         if args.data.startswith(WORLD_PREFIX):
             return model, load_data(args.data), None, "preference world"
+        splits = _split_dictionary(Path(args.data))
+        if splits:
+            raise ValueError(f"{Path(args.data).name!r} holds a dictionary of splits "
+                             f"({', '.join(repr(k) for k in splits)}), not rows: save the split to "
+                             f"evaluate as its own file (e.g. {splits[0]}.jsonl, one row per line) "
+                             "or as one file per split in a folder, read with --split NAME")
         rows = read_rows(args.data, args.split)
         if args.format == "auto" and is_rewardbench2_rows(rows):
             return model, None, rows, "rewardbench2"
@@ -486,8 +613,14 @@ def _run(args: argparse.Namespace) -> int:
             raise SystemExit(f"error: {err}") from None
         print(format_report(result))
     if args.json is not None:
-        Path(args.json).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n",
-                                   encoding="utf-8")
+        # checked again just before writing: the data may sit where the report goes by now
+        problem = json_output_problem(Path(args.json), args.data, args.model, overwrite=args.overwrite)
+        if problem:
+            raise SystemExit(f"error: --json: {problem}")
+        target = Path(args.json)
+        tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
         print(f"\nwrote the report as JSON to {args.json}")
     return 0
 

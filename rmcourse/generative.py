@@ -36,6 +36,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
+from rmcourse.bootstrap import as_numbers
 from rmcourse.device import bf16_supported, pick_device
 
 __all__ = [
@@ -136,7 +137,9 @@ def load_causal_lm(name: str = "smollm2", device: str | torch.device | None = No
         raise ValueError(f"{name!r} is not a bundled decoder; choose one of {decoders}")
     if bf16 is not None and not isinstance(bf16, bool):
         raise TypeError(f"bf16 must be True, False or None, got {bf16!r}")
-    target = pick_device() if device is None else torch.device(device)
+    from rmcourse.models import resolve_device  # names the devices this machine has
+
+    target = pick_device() if device is None else resolve_device(device)
     use_bf16 = bf16_supported(target) if bf16 is None else bf16
     key = (name, str(target))
     cached = _LOADED.get(key)
@@ -159,8 +162,20 @@ def load_causal_lm(name: str = "smollm2", device: str | torch.device | None = No
     return lm
 
 
+def _check_lm(lm: Any) -> CausalLM:
+    """`lm` checked to be a `CausalLM` before anything is read from it (a `RewardModel` has a
+    tokenizer too, but no chat template wrapper and no next-token head)."""
+    if not isinstance(lm, CausalLM):
+        hint = ""
+        if type(lm).__name__ == "RewardModel":
+            hint = ": a reward model scores (prompt, response) pairs; load the decoder with load_causal_lm()"
+        raise TypeError(f"lm must be a CausalLM (load_causal_lm()), got {type(lm).__name__}{hint}")
+    return lm
+
+
 def single_token_id(lm: CausalLM, text: str) -> int:
     """The id of `text` when it is exactly one token (e.g. "Yes", "4"); ValueError otherwise."""
+    _check_lm(lm)
     if not isinstance(text, str) or not text:
         raise ValueError(f"a candidate token must be a non-empty string, got {text!r}")
     ids = lm.tokenizer.encode(text, add_special_tokens=False)
@@ -186,6 +201,8 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
 def _check_texts(texts: Sequence[str], name: str = "texts") -> list[str]:
     if isinstance(texts, str):
         raise TypeError(f"{name} must be a list of strings, got a single string")
+    if texts is None or isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}")
     out = list(texts)
     if not out:
         raise ValueError(f"{name} is empty")
@@ -294,8 +311,7 @@ def next_token_logprobs(lm: CausalLM, texts: Sequence[str], candidates: Sequence
     model puts on every other token. Batched, no grad, the shared prompt prefix run once; results
     are cached under artifacts/ when `cache` is true.
     """
-    if not isinstance(lm, CausalLM):
-        raise TypeError(f"lm must be a CausalLM (load_causal_lm()), got {type(lm).__name__}")
+    _check_lm(lm)
     texts = _check_texts(texts)
     if isinstance(candidates, str):
         raise TypeError("candidates must be a list of strings, got a single string")
@@ -326,6 +342,11 @@ def yes_probability(logp_yes: Any, logp_no: Any) -> torch.Tensor:
     Equal to sigmoid(logp_yes - logp_no): computed that way so it never overflows or divides
     0 by 0, whatever mass the model put on other tokens.
     """
+    for name, value in (("logp_yes", logp_yes), ("logp_no", logp_no)):
+        if not isinstance(value, torch.Tensor):  # text, None, booleans: refused before torch reads them
+            as_numbers(value, name, ndim=None, allow_empty=True, finite=False)
+        elif value.dtype == torch.bool:
+            raise TypeError(f"{name} holds booleans; pass log-probabilities")
     y = torch.as_tensor(logp_yes, dtype=torch.float32)
     n = torch.as_tensor(logp_no, dtype=torch.float32)
     if y.shape != n.shape:
@@ -349,9 +370,15 @@ def pair_lists(prompts: Sequence[str], responses: Sequence[str]) -> tuple[list[s
     for name, value in (("prompts", prompts), ("responses", responses)):
         if isinstance(value, str):
             raise TypeError(f"{name} must be a list of strings, got a single string")
+        if value is None or isinstance(value, (bytes, dict)) or not hasattr(value, "__iter__"):
+            raise TypeError(f"{name} must be a list of strings, got {type(value).__name__}")
     prompts, responses = list(prompts), list(responses)
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    for name, values in (("prompts", prompts), ("responses", responses)):
+        for i, text in enumerate(values):
+            if not isinstance(text, str):
+                raise TypeError(f"{name}[{i}] must be a str, got {type(text).__name__}")
     return prompts, responses
 
 
@@ -361,6 +388,10 @@ def chat_texts(lm: CausalLM, template: str, prompts: Sequence[str],
 
     The fields are replaced literally (not `str.format`), so braces inside a response are safe.
     """
+    _check_lm(lm)
+    if not isinstance(template, str):
+        raise TypeError(f"template must be a str with the fields {{prompt}} and {{response}}, got "
+                        f"{type(template).__name__}")
     prompts, responses = pair_lists(prompts, responses)
     if "{prompt}" not in template or "{response}" not in template:
         raise ValueError("template must contain the fields {prompt} and {response}")
@@ -425,8 +456,7 @@ def generate(lm: CausalLM, texts: Sequence[str], max_new_tokens: int = 48, batch
              progress: bool = False, cache: bool = True) -> list[str]:
     """Greedy continuations of `texts` (deterministic), stopped at end-of-turn or
     `max_new_tokens`; special tokens removed, whitespace stripped. Cached under artifacts/."""
-    if not isinstance(lm, CausalLM):
-        raise TypeError(f"lm must be a CausalLM (load_causal_lm()), got {type(lm).__name__}")
+    _check_lm(lm)
     texts = _check_texts(texts)
     if not isinstance(max_new_tokens, int) or isinstance(max_new_tokens, bool) or not 1 <= max_new_tokens <= 1024:
         raise ValueError(f"max_new_tokens must be an int in 1..1024, got {max_new_tokens!r}")

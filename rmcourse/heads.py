@@ -35,8 +35,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rmcourse.bootstrap import as_numbers
 from rmcourse.ensembles import uncertainty_weighted_pair_loss
 from rmcourse.losses import kwise_loss, pairwise_loss
+from rmcourse.validation import as_count, as_number
 
 __all__ = [
     "hashed_features",
@@ -82,6 +84,8 @@ def _bucket(token: str, dim: int) -> int:
 def _check_texts(texts: Sequence[str], name: str) -> list[str]:
     if isinstance(texts, str):
         raise TypeError(f"{name} must be a list of strings, got a single string")
+    if texts is None or isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"{name} must be a list of strings, got {type(texts).__name__}")
     out = list(texts)
     for i, t in enumerate(out):
         if not isinstance(t, str):
@@ -128,6 +132,11 @@ def encoder_features(model: Any, prompts: Sequence[str], responses: Sequence[str
         raise TypeError(f"model must be an rmcourse RewardModel, got {type(model).__name__}")
     prompts = _check_texts(prompts, "prompts")
     responses = _check_texts(responses, "responses")
+    if len(prompts) != len(responses):
+        raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    _count(batch_size, "batch_size")
+    if max_length is not None and max_length is not False and max_length != 0:  # 0: the model's own
+        _count(max_length, "max_length", low=2)
     max_length = max_length or model.max_length
     ids, types, _ = encode_pair_texts(model.tokenizer, prompts, responses, max_length,
                                       return_token_type_ids=True)
@@ -155,6 +164,73 @@ def encoder_features(model: Any, prompts: Sequence[str], responses: Sequence[str
     return feats
 
 
+def _count(value: Any, name: str, low: int = 1) -> int:
+    """An int >= low: TypeError for a float, a str or a bool; ValueError below `low`."""
+    as_count(value, name, low=-2 ** 62)
+    if value < low:
+        raise ValueError(f"{name} must be a positive int, got {value!r}" if low == 1
+                         else f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def _feature_matrix(x: Any, name: str, *, width: int | None = None, dtype: torch.dtype | None = None,
+                    finite: bool = True) -> torch.Tensor:
+    """`x` checked to be a floating-point torch.Tensor [rows, features] (shared by the modules
+    that train small models on features: heads, odin, objectives, process).
+
+    `width`: the number of features the model reads; `dtype`: the model weights' dtype (a
+    float64 matrix fed to float32 weights is a torch error otherwise); `finite`: refuse NaN / inf,
+    which would turn every weight into NaN without an error.
+    """
+    if not isinstance(x, torch.Tensor):
+        hint = " (torch.from_numpy(x).float() converts an array)" if isinstance(x, np.ndarray) else ""
+        raise TypeError(f"{name} must be a torch.Tensor [rows, features], got {type(x).__name__}{hint}")
+    if x.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D tensor [rows, features], got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must hold floats, got a {x.dtype} tensor (call .float() on it)")
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(f"{name} is {x.dtype} but the model's weights are {dtype}: convert it "
+                        f"with .to({dtype})")
+    if width is not None and x.shape[1] != width:
+        raise ValueError(f"{name} has {x.shape[1]} features per row but the model reads {width}: "
+                         "the model and every feature matrix must come from the same featurizer "
+                         "(same dim)")
+    if finite and x.numel():
+        bad = ~torch.isfinite(x)
+        if bool(bad.any()):
+            row, col = (int(v) for v in bad.nonzero()[0])
+            raise ValueError(f"{name} has a non-finite value ({float(x[row, col])}) at row {row}, "
+                             f"column {col}")
+    return x
+
+
+def _model_input(module: Any) -> tuple[int | None, torch.dtype | None]:
+    """(features the module reads, its weights' dtype) from its first linear layer."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            return m.in_features, m.weight.dtype
+    return None, None
+
+
+def _check_pairs(pairs: Any, name: str, *, width: int | None = None,
+                 dtype: torch.dtype | None = None, finite: bool = True) -> "PairFeatures":
+    if not isinstance(pairs, PairFeatures):
+        hint = ""
+        if isinstance(pairs, (tuple, list)) and len(pairs) == 2:
+            hint = ": wrap the two matrices, PairFeatures(X_chosen, X_rejected)"
+        raise TypeError(f"{name} must be PairFeatures, got {type(pairs).__name__}{hint}")
+    _feature_matrix(pairs.chosen, f"{name}.chosen", width=width, dtype=dtype, finite=finite)
+    _feature_matrix(pairs.rejected, f"{name}.rejected", width=width, dtype=dtype, finite=finite)
+    return pairs
+
+
+def _check_module(head: Any, name: str = "head") -> nn.Module:
+    if not isinstance(head, nn.Module):
+        raise TypeError(f"{name} must be a torch nn.Module (e.g. a RewardHead), got {type(head).__name__}")
+    return head
+
+
 @dataclass
 class PairFeatures:
     """Features of the chosen and rejected responses of N pairs (+ optional per-pair columns)."""
@@ -166,7 +242,10 @@ class PairFeatures:
     def __post_init__(self) -> None:
         for name in ("chosen", "rejected"):
             x = getattr(self, name)
-            if not isinstance(x, torch.Tensor) or x.ndim != 2:
+            if not isinstance(x, torch.Tensor):
+                raise TypeError(f"{name} must be a 2-D torch.Tensor [pairs, features], got "
+                                f"{type(x).__name__}")
+            if x.ndim != 2:
                 raise ValueError(f"{name} must be a 2-D tensor [pairs, features]")
         if self.chosen.shape != self.rejected.shape:
             raise ValueError(f"chosen {tuple(self.chosen.shape)} and rejected "
@@ -174,6 +253,8 @@ class PairFeatures:
         if self.chosen.shape[0] == 0:
             raise ValueError("no pairs")
         if self.margin is not None:
+            if not isinstance(self.margin, torch.Tensor):  # text, None or booleans: a clear error
+                as_numbers(self.margin, "margin", ndim=None, allow_empty=True, finite=False)
             self.margin = torch.as_tensor(self.margin, dtype=torch.float32)
             if self.margin.shape != (len(self),):
                 raise ValueError(f"margin must have one value per pair ({len(self)})")
@@ -201,7 +282,9 @@ def pair_features(ds: Any, featurize=hashed_features, with_margin: bool = True) 
     """Features of a canonical pair dataset (prompt, chosen, rejected[, margin]) in one call."""
     names = getattr(ds, "column_names", None) or (list(ds.columns) if hasattr(ds, "columns") else None)
     if names is None:
-        raise TypeError(f"ds must be a datasets.Dataset or DataFrame, got {type(ds).__name__}")
+        hint = (": wrap a list of row dicts as datasets.Dataset.from_list(rows)"
+                if isinstance(ds, list) and ds and isinstance(ds[0], dict) else "")
+        raise TypeError(f"ds must be a datasets.Dataset or DataFrame, got {type(ds).__name__}{hint}")
     for col in ("prompt", "chosen", "rejected"):
         if col not in names:
             raise ValueError(f"missing column {col!r}")
@@ -217,10 +300,9 @@ class RewardHead(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int = 64, dropout: float = 0.0) -> None:
         super().__init__()
-        if not isinstance(in_dim, int) or in_dim < 1:
-            raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
-        if not isinstance(hidden, int) or hidden < 0:
-            raise ValueError(f"hidden must be an int >= 0, got {hidden!r}")
+        _count(in_dim, "in_dim")
+        _count(hidden, "hidden", low=0)
+        dropout = as_number(dropout, "dropout")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         if hidden == 0:
@@ -250,6 +332,13 @@ class HeadRun:
 @torch.no_grad()
 def score_head(head: nn.Module, features: torch.Tensor) -> torch.Tensor:
     """Rewards of a feature matrix in eval mode (dropout off), float32 [N]."""
+    width, dtype = _model_input(_check_module(head))
+    _feature_matrix(features, "features", width=width, dtype=dtype)
+    return _score(head, features)
+
+
+@torch.no_grad()
+def _score(head: nn.Module, features: torch.Tensor) -> torch.Tensor:
     was = head.training
     head.eval()
     try:
@@ -262,7 +351,14 @@ def score_head(head: nn.Module, features: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate_head(head: nn.Module, pairs: PairFeatures) -> dict:
     """Plain BT loss, accuracy (ties wrong), mean margin and reward mean/std on `pairs`."""
-    c, r = score_head(head, pairs.chosen), score_head(head, pairs.rejected)
+    width, dtype = _model_input(_check_module(head))
+    _check_pairs(pairs, "pairs", width=width, dtype=dtype)
+    return _evaluate(head, pairs)
+
+
+@torch.no_grad()
+def _evaluate(head: nn.Module, pairs: PairFeatures) -> dict:
+    c, r = _score(head, pairs.chosen), _score(head, pairs.rejected)
     rewards = torch.cat([c, r])
     return {"loss": float(pairwise_loss(c, r)), "accuracy": float((c > r).float().mean()),
             "margin": float((c - r).mean()), "reward_mean": float(rewards.mean()),
@@ -282,38 +378,38 @@ def _smoothed_loss(c: torch.Tensor, r: torch.Tensor, margin, smoothing: float,
 
 
 def _check_hparams(epochs: int, batch_size: int, lr: float, weight_decay: float,
-                   label_smoothing: float, center_coef: float, patience: int | None) -> None:
-    if not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+                   label_smoothing: float, center_coef: float, patience: int | None,
+                   batch_name: str = "batch_size") -> None:
+    _count(epochs, "epochs")
+    _count(batch_size, batch_name)
+    lr = as_number(lr, "lr")
     if not lr > 0:
         raise ValueError(f"lr must be > 0, got {lr}")
-    if weight_decay < 0:
+    if as_number(weight_decay, "weight_decay") < 0:
         raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
-    if not 0.0 <= label_smoothing < 0.5:
+    if not 0.0 <= as_number(label_smoothing, "label_smoothing") < 0.5:
         raise ValueError(f"label_smoothing must be in [0, 0.5), got {label_smoothing}")
-    if center_coef < 0:
+    if as_number(center_coef, "center_coef") < 0:
         raise ValueError(f"center_coef must be >= 0, got {center_coef}")
-    if patience is not None and (not isinstance(patience, int) or patience < 1):
-        raise ValueError(f"patience must be a positive int or None, got {patience!r}")
+    if patience is not None:
+        _count(patience, "patience")
 
 
 def _history_row(epoch: int, head: nn.Module, train: PairFeatures, val: PairFeatures | None,
                  monitor: dict | None = None) -> dict:
-    tr = evaluate_head(head, train)
+    tr = _evaluate(head, train)
     row = {"epoch": epoch, "train_loss": tr["loss"], "train_accuracy": tr["accuracy"],
            "reward_mean": tr["reward_mean"], "reward_std": tr["reward_std"]}
     if val is not None:
-        va = evaluate_head(head, val)
+        va = _evaluate(head, val)
         row.update(val_loss=va["loss"], val_accuracy=va["accuracy"])
     for name, pairs in (monitor or {}).items():
-        m = evaluate_head(head, pairs)
+        m = _evaluate(head, pairs)
         row.update({f"{name}_loss": m["loss"], f"{name}_accuracy": m["accuracy"]})
     return row
 
 
-def _check_monitor(monitor) -> None:
+def _check_monitor(monitor, width: int | None = None, dtype: torch.dtype | None = None) -> None:
     if monitor is None:
         return
     if not isinstance(monitor, dict) or not all(isinstance(v, PairFeatures) for v in monitor.values()):
@@ -321,6 +417,8 @@ def _check_monitor(monitor) -> None:
     clash = {"train", "val"} & set(monitor)
     if clash:
         raise ValueError(f"monitor name {sorted(clash)[0]!r} is taken; pick another")
+    for name, pairs in monitor.items():
+        _check_pairs(pairs, f"monitor[{name!r}]", width=width, dtype=dtype)
 
 
 def _early_stop_update(best: dict, row: dict, head: nn.Module) -> bool:
@@ -345,11 +443,24 @@ def train_head(train: PairFeatures, val: PairFeatures | None = None, *, hidden: 
     but never used for decisions (e.g. a clean test set).
     """
     _check_hparams(epochs, batch_size, lr, weight_decay, label_smoothing, center_coef, patience)
-    _check_monitor(monitor)
+    if head is not None:
+        width, dtype = _model_input(_check_module(head))
+    else:
+        width, dtype = None, torch.float32  # the new RewardHead's weights
+    _check_pairs(train, "train", width=width, dtype=dtype)
+    width = train.chosen.shape[1]
+    if val is not None:
+        _check_pairs(val, "val", width=width, dtype=dtype)
+    _check_monitor(monitor, width, dtype)
     if patience is not None and val is None:
         raise ValueError("patience needs a val set to watch")
     if use_margin and train.margin is None:
         raise ValueError("use_margin=True but the training pairs have no margin")
+    if use_margin:
+        bad = ~torch.isfinite(train.margin)
+        if bool(bad.any()):
+            i = int(bad.nonzero()[0, 0])
+            raise ValueError(f"train.margin has a non-finite value ({float(train.margin[i])}) at pair {i}")
     torch.manual_seed(seed)
     head = head if head is not None else RewardHead(train.chosen.shape[1], hidden, dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
@@ -393,9 +504,17 @@ def kwise_pairs(features: Sequence[torch.Tensor], scores: Sequence[Sequence[floa
     Higher score = preferred; equal scores make no pair.
     """
     chosen, rejected = [], []
+    for name, value in (("features", features), ("scores", scores)):
+        if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__len__"):
+            raise TypeError(f"{name} must be a list with one entry per prompt group, got "
+                            f"{type(value).__name__}")
     if len(features) != len(scores):
         raise ValueError(f"{len(features)} feature groups but {len(scores)} score lists")
+    width = None
     for g, (x, s) in enumerate(zip(features, scores)):
+        _feature_matrix(x, f"features[{g}]", width=width)
+        width = x.shape[1]
+        as_numbers(s, f"scores[{g}]", allow_empty=True)  # text, NaN or booleans: refused
         s = torch.as_tensor(s, dtype=torch.float32)
         if x.ndim != 2 or x.shape[0] != s.shape[0]:
             raise ValueError(f"group {g}: features {tuple(x.shape)} do not match {s.shape[0]} scores")
@@ -421,8 +540,13 @@ def train_kwise_head(features: Sequence[torch.Tensor], scores: Sequence[Sequence
     prompt with many responses does not outweigh the others (`rmcourse.losses.kwise_loss`).
     History rows are per epoch, with the train metrics computed on all C(K, 2) pairs.
     """
-    _check_hparams(epochs, prompts_per_batch, lr, weight_decay, 0.0, 0.0, None)
+    _check_hparams(epochs, prompts_per_batch, lr, weight_decay, 0.0, 0.0, None,
+                   batch_name="prompts_per_batch")
     all_pairs = kwise_pairs(features, scores)
+    for g, x in enumerate(features):
+        _feature_matrix(x, f"features[{g}]", dtype=torch.float32, finite=False)
+    if val is not None:
+        _check_pairs(val, "val", width=all_pairs.chosen.shape[1], dtype=torch.float32)
     torch.manual_seed(seed)
     head = RewardHead(all_pairs.chosen.shape[1], hidden, dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
@@ -463,9 +587,9 @@ def train_ensemble_heads(train: PairFeatures, n_members: int = 5, *, detach_weig
     note's version) the gradient also flows through w: since the loss term is positive, lowering
     it by raising the members' variance is always available, and gradient descent takes it.
     """
-    if not isinstance(n_members, int) or isinstance(n_members, bool) or n_members < 2:
-        raise ValueError(f"n_members must be an int >= 2, got {n_members!r}")
+    _count(n_members, "n_members", low=2)
     _check_hparams(epochs, batch_size, lr, 0.0, 0.0, 0.0, None)
+    _check_pairs(train, "train", dtype=torch.float32)
     torch.manual_seed(seed)
     heads = nn.ModuleList([RewardHead(train.chosen.shape[1], hidden) for _ in range(n_members)])
     opt = torch.optim.AdamW(heads.parameters(), lr=lr, weight_decay=0.0)

@@ -32,6 +32,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from rmcourse.bootstrap import as_numbers
+
 __all__ = [
     "SEED_JUDGE_TEMPLATE",
     "SEED_JUDGE_TEMPLATE_ZH",
@@ -175,7 +177,14 @@ def parse_scores(texts: Sequence[str], low: float = 0, high: float = 5) -> Parse
     """`parse_score` on every judgement, with the count of those it could not parse."""
     if isinstance(texts, str):
         raise TypeError("texts must be a list of judgements, got a single string")
-    scores = [parse_score(t, low, high) for t in texts]
+    if texts is None or isinstance(texts, (bytes, dict)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"texts must be a list of judgements (strings), got {type(texts).__name__}")
+    _check_scale(low, high)
+    scores = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] must be a str (a judgement), got {type(t).__name__}")
+        scores.append(parse_score(t, low, high))
     return ParsedScores(scores=scores, n_unparsed=sum(s is None for s in scores))
 
 
@@ -204,6 +213,8 @@ def add_filler(response: str, n: int, seed: int = 0) -> str:
     _check_str(response, "response")
     if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= len(FILLER_SENTENCES):
         raise ValueError(f"n must be an int in 0..{len(FILLER_SENTENCES)}, got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int (it seeds Python's random.Random), got {type(seed).__name__}")
     extra = random.Random(seed).sample(FILLER_SENTENCES, n)
     return " ".join([response.rstrip()] + extra)
 
@@ -215,6 +226,7 @@ def expected_score(logprobs: Any, values: Sequence[float] | None = None) -> torc
     `values` their scores (default 0..K-1). The K probabilities are renormalised to sum to 1
     (a softmax over the K log-probs), then averaged against `values`. Returns float32 [N].
     """
+    checked = as_numbers(logprobs, "logprobs", ndim=None, allow_empty=True, finite=False)
     lp = torch.as_tensor(logprobs, dtype=torch.float32)
     if lp.ndim != 2 or lp.shape[1] < 2:
         raise ValueError(f"logprobs must be [N, K] with K >= 2 score tokens, got shape {tuple(lp.shape)}")
@@ -222,6 +234,13 @@ def expected_score(logprobs: Any, values: Sequence[float] | None = None) -> torc
         raise ValueError("logprobs contain NaN")
     if bool((lp > 1e-6).any()):
         raise ValueError("logprobs must be <= 0 (log-probabilities, not logits or probabilities)")
+    dead = np.flatnonzero(np.all(np.isneginf(checked), axis=1))
+    if dead.size:
+        raise ValueError(f"row {int(dead[0])} of logprobs is -inf for every score token: no "
+                         "probability to average")
+    if values is not None:
+        # text, None, NaN: refused before torch reads them
+        as_numbers(values, "values", ndim=None)
     v = torch.arange(lp.shape[1], dtype=torch.float32) if values is None else torch.as_tensor(values, dtype=torch.float32)
     if v.shape != (lp.shape[1],):
         raise ValueError(f"{v.numel()} values for {lp.shape[1]} score tokens")
@@ -236,11 +255,12 @@ def judge_score_logprobs(lm, prompts: Sequence[str], responses: Sequence[str],
     The chat prompt is `template` (default: the 5-point rubric) with the assistant's reply
     started as "Score: ", so the next token is the score. `scale` lists the single-digit scores.
     """
-    from rmcourse.generative import next_token_logprobs
+    from rmcourse.generative import _check_lm, next_token_logprobs
 
+    _check_lm(lm)
     template = RUBRIC_JUDGE_TEMPLATE if template is None else template
     prompts, responses = _paired_texts(prompts, responses)
-    scale = [int(s) for s in scale]
+    scale = _check_digits(scale)
     if any(not 0 <= s <= 9 for s in scale) or len(set(scale)) != len(scale) or len(scale) < 2:
         raise ValueError(f"scale must list distinct single digits, got {scale}")
     texts = [lm.chat(format_judge_prompt(template, p, r), SCORE_PREFIX) for p, r in zip(prompts, responses)]
@@ -255,7 +275,10 @@ def judge_expected_scores(lm, prompts: Sequence[str], responses: Sequence[str],
     See `judge_score_logprobs`; the mass tells how much the judge wanted to write anything
     other than a digit after "Score: ".
     """
-    scale = [int(s) for s in scale]
+    from rmcourse.generative import _check_lm
+
+    _check_lm(lm)
+    scale = _check_digits(scale)
     lp = judge_score_logprobs(lm, prompts, responses, template, scale, batch_size, progress)
     return expected_score(lp, scale), lp.exp().sum(dim=1)
 
@@ -263,11 +286,24 @@ def judge_expected_scores(lm, prompts: Sequence[str], responses: Sequence[str],
 def judge_generate(lm, prompts: Sequence[str], responses: Sequence[str], template: str,
                    max_new_tokens: int = 48, batch_size: int = 16, progress: bool = False) -> list[str]:
     """Greedy judgements (text) of each (prompt, response) under `template`."""
-    from rmcourse.generative import generate
+    from rmcourse.generative import _check_lm, generate
 
+    _check_lm(lm)
     prompts, responses = _paired_texts(prompts, responses)
     texts = [lm.chat(format_judge_prompt(template, p, r)) for p, r in zip(prompts, responses)]
     return generate(lm, texts, max_new_tokens=max_new_tokens, batch_size=batch_size, progress=progress)
+
+
+def _check_digits(scale: Any) -> list[int]:
+    if isinstance(scale, (str, bytes)) or not hasattr(scale, "__iter__"):
+        raise TypeError(f"scale must be a list of single-digit ints such as range(6), got "
+                        f"{type(scale).__name__} {scale!r}")
+    out = []
+    for s in scale:
+        if isinstance(s, bool) or not isinstance(s, (int, np.integer)):
+            raise TypeError(f"scale must list ints (single digits), got {type(s).__name__} {s!r}")
+        out.append(int(s))
+    return out
 
 
 def _paired_texts(prompts: Sequence[str], responses: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -283,8 +319,11 @@ def pairwise_first_probability(lm, prompts: Sequence[str], first: Sequence[str],
                                template: str = PAIRWISE_TEMPLATE, batch_size: int = 16,
                                progress: bool = False) -> torch.Tensor:
     """p("A") / (p("A") + p("B")): how strongly the judge prefers the answer shown FIRST, as A."""
-    from rmcourse.generative import next_token_logprobs, yes_probability
+    from rmcourse.generative import _check_lm, next_token_logprobs, yes_probability
 
+    _check_lm(lm)
+    if not isinstance(template, str):
+        raise TypeError(f"template must be a str, got {type(template).__name__}")
     prompts, first = _paired_texts(prompts, first)
     _, second = _paired_texts(prompts, second)
     for field_ in ("{prompt}", "{a}", "{b}"):
@@ -296,12 +335,28 @@ def pairwise_first_probability(lm, prompts: Sequence[str], first: Sequence[str],
     return yes_probability(lp[:, 0], lp[:, 1])  # same normalisation as p(Yes) vs p(No)
 
 
+def _probabilities(values: Any, name: str) -> np.ndarray:
+    """Checked only (the caller converts as before): numbers in [0, 1], no text, no NaN."""
+    if hasattr(values, "detach"):
+        values = values.detach().cpu().double().numpy()
+    arr = as_numbers(values, name, ndim=None, allow_empty=True, finite=False)
+    flat = arr.reshape(-1)
+    bad = np.flatnonzero(np.isnan(flat) | (flat < 0) | (flat > 1))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name} must hold probabilities in [0, 1], got {flat[i]} at index {i} "
+                         "(percentages? divide by 100; log-probabilities? exponentiate)")
+    return arr
+
+
 def debiased_preference(p_ab: Any, p_ba: Any) -> torch.Tensor:
     """P(a better than b) from both orders: the mean of p_A(a, b) and 1 - p_A(b, a).
 
     `p_ab` is the probability that the answer shown first wins when a is first; `p_ba` the same
     with b first. A judge that always prefers position A gives 0.5: no preference, as it should.
     """
+    _probabilities(p_ab, "p_ab")
+    _probabilities(p_ba, "p_ba")
     x = torch.as_tensor(p_ab, dtype=torch.float32)
     y = torch.as_tensor(p_ba, dtype=torch.float32)
     if x.shape != y.shape:
@@ -316,7 +371,11 @@ def position_flip_rate(p_ab: Any, p_ba: Any) -> float:
 
     A consistent judge that picks a when a is first (p_ab > 0.5) picks a again when a is second
     (p_ba < 0.5). A flip = the same POSITION wins both times (or a tie at 0.5 in either order).
+    Both are probabilities in [0, 1] (`pairwise_first_probability`): percentages, log-probabilities
+    and NaN are refused, since each would count as a flip.
     """
+    _probabilities(p_ab, "p_ab")
+    _probabilities(p_ba, "p_ba")
     x = torch.as_tensor(p_ab, dtype=torch.float32)
     y = torch.as_tensor(p_ba, dtype=torch.float32)
     if x.shape != y.shape or x.ndim != 1 or x.numel() == 0:
@@ -351,6 +410,19 @@ def best_vs_worst_pairs(prompts: Sequence[str], candidates: Sequence[Sequence[st
     """
     if isinstance(prompts, str):
         raise TypeError("prompts must be a list of strings, got a single string")
+    for name, value in (("prompts", prompts), ("candidates", candidates), ("scores", scores)):
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"{name} must be a list (one entry per prompt), got a single string")
+        if value is None or isinstance(value, dict) or not hasattr(value, "__len__"):
+            raise TypeError(f"{name} must be a list (one entry per prompt), got {type(value).__name__}")
+    for name, value in (("candidates", candidates), ("scores", scores)):
+        for i, item in enumerate(value):
+            if isinstance(item, (str, bytes)):
+                raise TypeError(f"{name}[{i}] must be a list ({'the candidate texts' if name == 'candidates' else 'one score per candidate'} "
+                                f"of prompt {i}), got a single string: wrap it in a list")
+            if not hasattr(item, "__len__"):
+                raise TypeError(f"{name}[{i}] must be a list ({'the candidate texts' if name == 'candidates' else 'one score per candidate'} "
+                                f"of prompt {i}), got {type(item).__name__} {item!r}")
     prompts = list(prompts)
     if len(candidates) != len(prompts) or len(scores) != len(prompts):
         raise ValueError(f"{len(prompts)} prompts, {len(candidates)} candidate lists and "

@@ -22,12 +22,34 @@ import torch
 from scipy.optimize import minimize
 from scipy.special import expit
 
+from rmcourse.bootstrap import as_numbers
+from rmcourse.validation import as_number
+
 __all__ = ["FEATURES", "attribute_features", "pair_features", "fit_linear_bt"]
 
 #: One feature per gold weight (`rmcourse.world.GOLD_WEIGHTS`), in the same order.
 FEATURES: tuple[str, ...] = ("detail", "polite", "correct", "refusal_mismatch", "padding")
 
 _ATTR_KEYS = ("detail", "polite", "correct", "refuses", "should_refuse", "padding")
+
+
+def _check_attribute_values(attrs: Mapping, where: str, keys: Sequence[str] = _ATTR_KEYS) -> None:
+    """The world's hidden attributes in `attrs` checked with `rmcourse.world`'s own validators
+    (counts for detail / padding, booleans for the rest, None allowed for correct), so that a
+    string such as "3" or "False" is refused instead of read as a number or as True. `where`
+    names the response in the message (e.g. "attrs[3]"). Missing keys are the caller's check."""
+    from rmcourse.world import _check_bool, _check_count
+
+    try:
+        for key in keys:
+            if key not in attrs:
+                continue
+            if key in ("detail", "padding"):
+                _check_count(key, attrs[key], None)
+            else:
+                _check_bool(key, attrs[key], allow_none=key == "correct")
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"{where}: {err}") from None
 
 
 def _feature(attrs: Mapping, name: str) -> float:
@@ -47,7 +69,7 @@ def attribute_features(
     `attrs` is a list of attribute dicts (a pair dataset's `chosen_attrs` column). With every
     feature, `attribute_features(attrs) @ GOLD_WEIGHTS` is the gold reward.
     """
-    if isinstance(attrs, Mapping) or isinstance(attrs, (str, bytes)):
+    if isinstance(attrs, Mapping) or isinstance(attrs, (str, bytes)) or not hasattr(attrs, "__iter__"):
         raise TypeError("attrs must be a list of attribute dicts (one per response), got "
                         f"{type(attrs).__name__}")
     features = _check_features(features)
@@ -58,6 +80,7 @@ def attribute_features(
         missing = [key for key in _ATTR_KEYS if key not in item]
         if missing:
             raise ValueError(f"attrs[{i}] is missing attribute {missing[0]!r}")
+        _check_attribute_values(item, f"attrs[{i}]")
         rows.append([_feature(item, name) for name in features])
     if not rows:
         raise ValueError("attrs is empty: need at least one response")
@@ -76,16 +99,29 @@ def _check_features(features: Any) -> tuple[str, ...]:
 
 
 def pair_features(ds: Any, features: Sequence[str] = FEATURES) -> tuple[torch.Tensor, torch.Tensor]:
-    """(chosen features, rejected features) of a pair dataset with `chosen_attrs` / `rejected_attrs`."""
+    """(chosen features, rejected features) of a pair dataset with `chosen_attrs` / `rejected_attrs`
+    (a datasets.Dataset from rmcourse.world, a DataFrame or a dict of columns)."""
+    if isinstance(ds, Mapping):
+        names = list(ds)
+    elif hasattr(ds, "column_names"):
+        names = list(ds.column_names)
+    elif hasattr(ds, "columns"):
+        names = list(ds.columns)
+    elif isinstance(ds, (list, tuple)) and ds and all(isinstance(row, Mapping) for row in ds):
+        raise TypeError("ds must be a datasets.Dataset (or a dict of columns), got a list of row "
+                        "dicts: wrap it as datasets.Dataset.from_list(rows)")
+    else:
+        raise TypeError(f"ds must be a datasets.Dataset of pairs from rmcourse.world, got "
+                        f"{type(ds).__name__}")
     for column in ("chosen_attrs", "rejected_attrs"):
-        if column not in getattr(ds, "column_names", ()):
+        if column not in names:
             raise ValueError(f"missing column {column!r}: pass pairs from rmcourse.world")
     return (attribute_features(ds["chosen_attrs"], features),
             attribute_features(ds["rejected_attrs"], features))
 
 
 def fit_linear_bt(
-    chosen_features: torch.Tensor, rejected_features: torch.Tensor, l2: float = 1e-3
+    chosen_features: torch.Tensor, rejected_features: torch.Tensor | None = None, l2: float = 1e-3
 ) -> torch.Tensor:
     """Maximum-likelihood weights w of the linear reward r = X @ w from (chosen, rejected) pairs.
 
@@ -94,12 +130,23 @@ def fit_linear_bt(
     the pairs are separable), with a trust-region Newton method and the exact Hessian. There is
     no intercept: a constant added to every reward cancels in r_c - r_r. Returns float64 [k].
     """
+    if rejected_features is None:
+        if isinstance(chosen_features, (tuple, list)) and len(chosen_features) == 2:
+            raise TypeError("fit_linear_bt takes chosen_features and rejected_features as two "
+                            "arguments, got one (chosen, rejected) pair: unpack it, "
+                            "fit_linear_bt(*pair_features(ds))")
+        if hasattr(chosen_features, "chosen") and hasattr(chosen_features, "rejected"):
+            raise TypeError(f"fit_linear_bt takes two feature matrices, got one "
+                            f"{type(chosen_features).__name__}: pass features.chosen, features.rejected")
+        raise TypeError("fit_linear_bt needs rejected_features: fit_linear_bt(chosen_features, "
+                        "rejected_features)")
     xc, xr = (_as_matrix(x, name) for x, name in ((chosen_features, "chosen_features"),
                                                    (rejected_features, "rejected_features")))
     if xc.shape != xr.shape:
         raise ValueError(f"chosen_features {xc.shape} and rejected_features {xr.shape} must "
                          "have the same shape")
-    if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not (math.isfinite(l2) and l2 >= 0):
+    l2 = as_number(l2, "l2")
+    if not (math.isfinite(l2) and l2 >= 0):
         raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
     z = xc - xr
     n = len(z)
@@ -133,7 +180,10 @@ def _as_matrix(x: Any, name: str) -> np.ndarray:
     if not isinstance(x, (torch.Tensor, np.ndarray)):
         raise TypeError(f"{name} must be a tensor or array [n_pairs, n_features], got "
                         f"{type(x).__name__}")
-    arr = x.detach().cpu().double().numpy() if isinstance(x, torch.Tensor) else x.astype(float)
+    if isinstance(x, torch.Tensor) and (x.dtype == torch.bool or x.is_complex()):
+        raise TypeError(f"{name} must hold real numbers, got a {x.dtype} tensor")
+    # the validator refuses text, booleans, objects; finiteness is checked below, as before
+    arr = as_numbers(x, name, ndim=None, allow_empty=True, finite=False)
     if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} must be 2-D [n_pairs, n_features] and non-empty, got shape "
                          f"{arr.shape}")

@@ -32,6 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rmcourse.bootstrap import as_numbers
+from rmcourse.heads import _count, _model_input
+from rmcourse.validation import as_number
+
 __all__ = [
     "OBJECTIVES",
     "GOLD_MIX",
@@ -85,10 +89,18 @@ def objective_ratings(attrs: Mapping, noise: float = 0.0, rng: np.random.Generat
     for key in ("correct", "refuses", "detail", "polite", "padding", "should_refuse"):
         if key not in attrs:
             raise ValueError(f"missing attribute {key!r}")
+    from rmcourse.linear_reward import _check_attribute_values
+
+    _check_attribute_values(attrs, "attrs")
+    noise = as_number(noise, "noise")
     if not 0.0 <= noise <= 1.0:
-        raise ValueError(f"noise must be a probability in [0, 1], got {noise}")
+        hint = " (a fraction, not a percentage)" if 1 < noise <= 100 else ""
+        raise ValueError(f"noise must be a probability in [0, 1], got {noise}{hint}")
     if noise > 0 and rng is None:
         raise ValueError("noise > 0 needs an rng (numpy Generator) so the ratings are reproducible")
+    if noise > 0 and not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator (np.random.default_rng(seed)), got "
+                        f"{type(rng).__name__}")
     correct = attrs["correct"]
     out = {
         "correctness": 0.0 if correct is None else (1.0 if correct else -1.0),
@@ -107,13 +119,27 @@ def objective_ratings(attrs: Mapping, noise: float = 0.0, rng: np.random.Generat
 
 def ratings_matrix(attrs_list: Sequence[Mapping], noise: float = 0.0, seed: int = 0) -> torch.Tensor:
     """Float32 [N, len(OBJECTIVES)] ratings of many responses (seeded rater noise)."""
-    if isinstance(attrs_list, Mapping) or not hasattr(attrs_list, "__iter__"):
-        raise TypeError("attrs_list must be a list of attribute mappings")
+    if isinstance(attrs_list, (Mapping, str, bytes)) or not hasattr(attrs_list, "__iter__"):
+        raise TypeError(f"attrs_list must be a list of attribute mappings, got {type(attrs_list).__name__}")
     rng = np.random.default_rng(seed)
-    rows = [objective_ratings(a, noise, rng) for a in attrs_list]
+    rows = []
+    for i, a in enumerate(attrs_list):
+        try:
+            rows.append(objective_ratings(a, noise, rng))
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"attrs_list[{i}]: {err}") from None
     if not rows:
         raise ValueError("attrs_list is empty")
     return torch.tensor([[r[name] for name in OBJECTIVES] for r in rows], dtype=torch.float32)
+
+
+def _nonfinite(x: torch.Tensor, name: str, columns: Sequence[str] | None) -> None:
+    bad = ~torch.isfinite(x.double())
+    if bool(bad.any()):
+        row, col = (int(v) for v in bad.nonzero()[0])
+        where = f"column {columns[col]!r}" if columns is not None else f"column {col}"
+        raise ValueError(f"{name} has a non-finite value ({float(x[row, col])}) in row {row}, {where}: "
+                         "drop or fill that row first (a NaN makes every fitted weight NaN)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -131,11 +157,17 @@ class ObjectiveHeads:
 
     def predict(self, features: torch.Tensor) -> torch.Tensor:
         """Predicted ratings [N, K] of a feature matrix [N, D]."""
-        if not isinstance(features, torch.Tensor) or features.ndim != 2:
+        self._check(features)
+        return features.float() @ self.weight.T + self.bias
+
+    def _check(self, features: Any) -> None:
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(f"features must be a 2-D torch.Tensor [responses, features], got "
+                            f"{type(features).__name__}")
+        if features.ndim != 2:
             raise ValueError("features must be a 2-D tensor [responses, features]")
         if features.shape[1] != self.weight.shape[1]:
             raise ValueError(f"features have {features.shape[1]} columns, the heads expect {self.weight.shape[1]}")
-        return features.float() @ self.weight.T + self.bias
 
 
 def fit_objective_heads(features: torch.Tensor, ratings: torch.Tensor, l2: float = 1.0,
@@ -145,14 +177,25 @@ def fit_objective_heads(features: torch.Tensor, ratings: torch.Tensor, l2: float
     W = (Xc^T Xc + l2 * I)^-1 Xc^T Rc on centred X and R; the bias puts the means back. Solved in
     float64 (one D x D system shared by all objectives).
     """
-    if not isinstance(features, torch.Tensor) or features.ndim != 2:
+    if isinstance(names, (str, bytes)) or not hasattr(names, "__len__"):
+        raise TypeError(f"names must be a list of objective names, got {type(names).__name__} {names!r}")
+    for name, x in (("features", features), ("ratings", ratings)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a 2-D torch.Tensor, got {type(x).__name__}")
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got a {x.dtype} tensor")
+    if features.ndim != 2:
         raise ValueError("features must be a 2-D tensor [responses, features]")
-    if not isinstance(ratings, torch.Tensor) or ratings.ndim != 2:
+    if ratings.ndim != 2:
         raise ValueError("ratings must be a 2-D tensor [responses, objectives]")
     if features.shape[0] != ratings.shape[0]:
         raise ValueError(f"{features.shape[0]} feature rows but {ratings.shape[0]} rating rows")
     if ratings.shape[1] != len(names):
         raise ValueError(f"ratings have {ratings.shape[1]} columns but {len(names)} objective names")
+    # one NaN rating (a rater who skipped an item) would make every weight of the solve NaN
+    _nonfinite(features, "features", None)
+    _nonfinite(ratings, "ratings", names)
+    l2 = as_number(l2, "l2")
     if not l2 > 0:
         raise ValueError(f"l2 must be > 0, got {l2}")
     x = features.double()
@@ -182,12 +225,16 @@ def verbosity_penalties(predicted: torch.Tensor, names: Sequence[str] = OBJECTIV
     """
     from scipy.stats import spearmanr
 
+    if isinstance(names, (str, bytes)):
+        raise TypeError(f"names must be a list of objective names, got a single string {names!r}")
     names = tuple(names)
     if verbosity not in names:
         raise ValueError(f"no objective named {verbosity!r} in {names}")
-    pred = predicted.detach().double().cpu().numpy() if isinstance(predicted, torch.Tensor) else np.asarray(predicted, float)
+    pred = as_numbers(predicted, "predicted", ndim=None)  # text or NaN: refused, not a silent 1.0
     if pred.ndim != 2 or pred.shape[1] != len(names):
         raise ValueError(f"predicted must have shape [N, {len(names)}], got {pred.shape}")
+    threshold = as_number(threshold, "threshold")
+    grid = as_numbers(grid, "grid").tolist()
     if pred.shape[0] < 3:
         raise ValueError("need at least 3 reference responses to measure a correlation")
     v = pred[:, names.index(verbosity)]
@@ -210,9 +257,21 @@ def apply_verbosity_penalties(predicted: torch.Tensor, penalties: Mapping[str, f
                               names: Sequence[str] = OBJECTIVES, verbosity: str = "verbosity") -> torch.Tensor:
     """r_i' = r_i - penalty_i * r_verbosity for every objective (the verbosity column becomes
     r_v * (1 - penalty_v), i.e. 0 with ArmoRM's penalty of 1)."""
+    if not isinstance(predicted, torch.Tensor) or predicted.ndim != 2 or not predicted.is_floating_point():
+        got = (f"a {predicted.dtype} tensor of shape {tuple(predicted.shape)}"
+               if isinstance(predicted, torch.Tensor) else type(predicted).__name__)
+        raise TypeError(f"predicted must be a 2-D float torch.Tensor [N, objectives], got {got}")
+    if not isinstance(penalties, Mapping):
+        raise TypeError(f"penalties must be a dict objective -> penalty, got {type(penalties).__name__}")
     names = tuple(names)
     if set(penalties) != set(names):
         raise ValueError(f"penalties must name exactly the objectives {names}, got {sorted(penalties)}")
+    if verbosity not in names:
+        raise ValueError(f"no objective named {verbosity!r} in {names}")
+    if predicted.shape[1] != len(names):
+        raise ValueError(f"predicted has {predicted.shape[1]} columns but there are {len(names)} objectives")
+    for n in names:
+        as_number(penalties[n], f"penalties[{n!r}]")
     lam = torch.tensor([float(penalties[n]) for n in names], dtype=predicted.dtype)
     v = predicted[:, names.index(verbosity)]
     return predicted - v[:, None] * lam[None, :]
@@ -233,14 +292,13 @@ class GatingNetwork(nn.Module):
     def __init__(self, in_dim: int, n_objectives: int, hidden: int = 64, n_hidden: int = 1,
                  temperature: float = 1.0, scale: float = 1.0) -> None:
         super().__init__()
-        if not isinstance(in_dim, int) or in_dim < 1:
-            raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
-        if not isinstance(n_objectives, int) or n_objectives < 1:
-            raise ValueError(f"n_objectives must be a positive int, got {n_objectives!r}")
-        if not isinstance(n_hidden, int) or n_hidden < 0:
-            raise ValueError(f"n_hidden must be an int >= 0, got {n_hidden!r}")
-        if not temperature > 0:
+        _count(in_dim, "in_dim")
+        _count(n_objectives, "n_objectives")
+        _count(n_hidden, "n_hidden", low=0)
+        _count(hidden, "hidden", low=1 if n_hidden else 0)
+        if not as_number(temperature, "temperature") > 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        as_number(scale, "scale")
         layers: list[nn.Module] = []
         width = in_dim
         for _ in range(n_hidden):
@@ -265,6 +323,15 @@ class MultiObjectiveRM:
     gate: GatingNetwork
     history: pd.DataFrame = field(default_factory=pd.DataFrame)
 
+    def _prompt_features(self, prompt_features: Any) -> None:
+        if not isinstance(prompt_features, torch.Tensor):
+            raise TypeError(f"prompt_features must be a 2-D torch.Tensor [prompts, features], got "
+                            f"{type(prompt_features).__name__}")
+        width, _ = _model_input(self.gate)
+        if prompt_features.ndim != 2 or prompt_features.shape[1] != width:
+            raise ValueError(f"prompt_features must have shape [N, {width}] (the gate reads {width} "
+                             f"prompt features), got {tuple(prompt_features.shape)}")
+
     def objectives(self, features: torch.Tensor) -> torch.Tensor:
         """Decorrelated objective predictions r' [N, K]."""
         return apply_verbosity_penalties(self.heads.predict(features), self.penalties, self.heads.names)
@@ -272,6 +339,7 @@ class MultiObjectiveRM:
     @torch.no_grad()
     def weights(self, prompt_features: torch.Tensor) -> torch.Tensor:
         """The gate's mixing weights [N, K] for these prompts."""
+        self._prompt_features(prompt_features)
         was = self.gate.training
         self.gate.eval()
         try:
@@ -281,6 +349,8 @@ class MultiObjectiveRM:
 
     def score(self, features: torch.Tensor, prompt_features: torch.Tensor) -> torch.Tensor:
         """Rewards [N] of (prompt, response) rows."""
+        self.heads._check(features)  # type and width, before the shapes are compared
+        self._prompt_features(prompt_features)
         if features.shape[0] != prompt_features.shape[0]:
             raise ValueError(f"{features.shape[0]} response rows but {prompt_features.shape[0]} prompt rows")
         return (self.objectives(features) * self.weights(prompt_features)).sum(-1)
@@ -288,6 +358,8 @@ class MultiObjectiveRM:
     def breakdown(self, features: torch.Tensor, prompt_features: torch.Tensor) -> pd.DataFrame:
         """One row per objective for ONE response: predicted rating, decorrelated rating, gate
         weight and contribution (weight * decorrelated rating); contributions sum to the reward."""
+        self.heads._check(features)
+        self._prompt_features(prompt_features)
         if features.shape[0] != 1 or prompt_features.shape[0] != 1:
             raise ValueError("breakdown explains one response: pass features of shape [1, D]")
         raw = self.heads.predict(features)[0]
@@ -307,13 +379,25 @@ def train_gating(heads: ObjectiveHeads, penalties: Mapping[str, float], chosen: 
     `chosen` / `rejected` are response features [N, D] of N pairs, `prompt_features` [N, P] the
     prompt features of each pair (both answers share the prompt, hence the gate weights).
     """
+    if not isinstance(heads, ObjectiveHeads):
+        raise TypeError(f"heads must be ObjectiveHeads (fit_objective_heads), got {type(heads).__name__}")
     for name, x in (("chosen", chosen), ("rejected", rejected), ("prompt_features", prompt_features)):
-        if not isinstance(x, torch.Tensor) or x.ndim != 2:
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a 2-D torch.Tensor, got {type(x).__name__}")
+        if x.ndim != 2:
             raise ValueError(f"{name} must be a 2-D tensor")
+        if x.dtype == torch.bool or x.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got a {x.dtype} tensor")
+        _nonfinite(x, name, None)  # a NaN feature makes the gate's loss NaN
     if not chosen.shape[0] == rejected.shape[0] == prompt_features.shape[0]:
         raise ValueError("chosen, rejected and prompt_features need one row per pair each")
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be a positive int, got {epochs!r}")
+    _count(batch_size, "batch_size")
+    if not as_number(lr, "lr") > 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if as_number(weight_decay, "weight_decay") < 0:
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
     names = heads.names
     with torch.no_grad():
         rc = apply_verbosity_penalties(heads.predict(chosen), penalties, names)

@@ -24,13 +24,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmcourse.heads import PairFeatures
+from rmcourse.bootstrap import as_numbers
+from rmcourse.heads import PairFeatures, _check_pairs, _count
+from rmcourse.validation import as_number
 
 __all__ = ["pearson", "TwoHeadRM", "odin_loss", "train_odin", "OdinRun"]
 
 
 def pearson(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
     """Pearson correlation of two 1-D tensors, differentiable (0 when either is constant)."""
+    for name, v in (("x", x), ("y", y)):
+        if not isinstance(v, torch.Tensor):
+            raise TypeError(f"{name} must be a 1-D torch.Tensor, got {type(v).__name__} "
+                            "(torch.as_tensor(values, dtype=torch.float32) converts a list)")
+        if not v.is_floating_point():
+            raise TypeError(f"{name} must hold floats, got a {v.dtype} tensor (call .float() on it)")
     if x.ndim != 1 or y.ndim != 1 or x.shape != y.shape:
         raise ValueError(f"x and y must be 1-D of equal length, got {tuple(x.shape)} and {tuple(y.shape)}")
     if x.numel() < 2:
@@ -44,8 +52,7 @@ class TwoHeadRM(nn.Module):
 
     def __init__(self, in_dim: int) -> None:
         super().__init__()
-        if not isinstance(in_dim, int) or in_dim < 1:
-            raise ValueError(f"in_dim must be a positive int, got {in_dim!r}")
+        _count(in_dim, "in_dim")
         self.quality_head = nn.Linear(in_dim, 1)
         self.length_head = nn.Linear(in_dim, 1)
 
@@ -66,6 +73,18 @@ def odin_loss(model: TwoHeadRM, chosen: torch.Tensor, rejected: torch.Tensor, ch
     total = BT(r_Q + r_L) + length_coef * (|rho(r_Q, L)| - rho(r_L, L)) + ortho_coef * |w_Q . w_L|,
     correlations over all 2B responses of the batch.
     """
+    if not isinstance(model, TwoHeadRM):
+        raise TypeError(f"model must be a TwoHeadRM (a quality and a length head), got "
+                        f"{type(model).__name__}")
+    for name, x in (("chosen", chosen), ("rejected", rejected), ("chosen_length", chosen_length),
+                    ("rejected_length", rejected_length)):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if chosen.shape != rejected.shape or chosen_length.shape != (chosen.shape[0],) \
+            or rejected_length.shape != chosen_length.shape:
+        raise ValueError(f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)} need the "
+                         f"same shape, and one length per pair each (got {tuple(chosen_length.shape)} "
+                         f"and {tuple(rejected_length.shape)})")
     b = chosen.shape[0]
     x = torch.cat([chosen, rejected])
     q, ln = model.quality(x), model.length(x)
@@ -105,17 +124,21 @@ def train_odin(train: PairFeatures, chosen_length, rejected_length, *, epochs: i
     `chosen_length` / `rejected_length` hold one length per pair (words or tokens). With
     `length_coef=0` and `ortho_coef=0` this is a plain linear Bradley-Terry head on the sum.
     """
-    if not isinstance(train, PairFeatures):
-        raise TypeError(f"train must be PairFeatures, got {type(train).__name__}")
+    _check_pairs(train, "train", dtype=torch.float32)
+    for name, lengths in (("chosen_length", chosen_length), ("rejected_length", rejected_length)):
+        # text or NaN would make every correlation, and so the loss, NaN (standardised lengths,
+        # negative ones included, are fine: a correlation ignores shifts and scales)
+        as_numbers(lengths, name, ndim=None, allow_empty=True)
     cl = torch.as_tensor(chosen_length, dtype=torch.float32)
     rl = torch.as_tensor(rejected_length, dtype=torch.float32)
     if cl.shape != (len(train),) or rl.shape != (len(train),):
         raise ValueError(f"chosen_length and rejected_length need one value per pair ({len(train)})")
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
-    if batch_size < 2:
+    _count(epochs, "epochs")
+    if _count(batch_size, "batch_size", low=-2 ** 62) < 2:
         raise ValueError("batch_size must be >= 2: the length loss is a correlation over the batch")
-    if length_coef < 0 or ortho_coef < 0:
+    if as_number(lr, "lr") <= 0:
+        raise ValueError(f"lr must be > 0, got {lr}")
+    if as_number(length_coef, "length_coef") < 0 or as_number(ortho_coef, "ortho_coef") < 0:
         raise ValueError("length_coef and ortho_coef must be >= 0")
     torch.manual_seed(seed)
     model = TwoHeadRM(train.chosen.shape[1])

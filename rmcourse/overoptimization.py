@@ -25,6 +25,9 @@ import pandas as pd
 from scipy.linalg import lstsq
 from scipy.special import gammaln
 
+from rmcourse.bootstrap import as_numbers
+from rmcourse.validation import as_number
+
 __all__ = ["kl_best_of_n", "kl_best_of_n_exact", "best_of_n_probabilities", "best_of_n_weights", "expected_best_of_n", "best_of_n_curve",
            "fit_gao_bon", "gao_bon_curve", "fit_gao_rl", "gao_rl_curve", "peak_d", "peak_d_rl", "rejection_subsample"]
 
@@ -55,13 +58,14 @@ def kl_best_of_n(n):
 
 
 def _probabilities(probs) -> np.ndarray:
-    p = np.asarray(probs, dtype=float)
+    p = as_numbers(probs, "probs", ndim=None, allow_empty=True, finite=False)
     if p.ndim != 1 or p.size == 0:
         raise ValueError(f"probs must be a non-empty 1-D array, got shape {p.shape}")
     if not np.all(np.isfinite(p)) or np.any(p < 0):
         raise ValueError("probs must be finite and >= 0")
     if abs(p.sum() - 1.0) > 1e-6:
-        raise ValueError(f"probs must sum to 1, they sum to {p.sum():.6g}")
+        hint = " (fractions, not percentages)" if abs(p.sum() - 100.0) < 1e-4 else ""
+        raise ValueError(f"probs must sum to 1, they sum to {p.sum():.6g}{hint}")
     return p / p.sum()
 
 
@@ -111,7 +115,9 @@ def best_of_n_weights(n: int, k: int) -> np.ndarray:
 def _matrix(x, name: str) -> np.ndarray:
     if hasattr(x, "detach"):
         x = x.detach().cpu().float().numpy()
-    arr = np.asarray(x, dtype=float)
+    if hasattr(x, "to_numpy") and not hasattr(x, "dtype"):  # a DataFrame
+        x = x.to_numpy()
+    arr = as_numbers(x, name, ndim=None, allow_empty=True, finite=False)  # text, None: refused
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{name} must have shape [prompts, pool size], got {arr.shape}")
     if not np.all(np.isfinite(arr)):
@@ -162,6 +168,11 @@ def best_of_n_curve(proxy_scores, gold_scores, ns: Sequence[int],
     gold = _matrix(gold_scores, "gold_scores")
     if proxy.shape != gold.shape:
         raise ValueError(f"proxy_scores and gold_scores differ in shape: {proxy.shape} vs {gold.shape}")
+    if isinstance(ns, (str, bytes)) or not hasattr(ns, "__iter__"):
+        raise TypeError(f"ns must be a list of integers (the n of each best-of-n), got "
+                        f"{type(ns).__name__} {ns!r}: for one n pass [n]")
+    if extras is not None and not isinstance(extras, Mapping):
+        raise TypeError(f"extras must be a dict name -> [prompts, pool size] array, got {type(extras).__name__}")
     ns_arr = _check_n(list(ns), "ns")
     if ns_arr.ndim != 1 or ns_arr.size == 0:
         raise ValueError("ns must be a non-empty list of integers")
@@ -195,8 +206,10 @@ def fit_gao_bon(d, gold, gold0: float | None = None) -> tuple[float, float]:
     points with d == 0. The model is linear in (alpha, beta), so ordinary least squares
     (scipy.linalg.lstsq) gives the exact optimum. Returns (alpha, beta).
     """
-    d = np.asarray(d, dtype=float)
-    y = np.asarray(gold, dtype=float)
+    d = as_numbers(d, "d", ndim=None, allow_empty=True, finite=False)
+    y = as_numbers(gold, "gold", ndim=None, allow_empty=True, finite=False)
+    if gold0 is not None:
+        gold0 = as_number(gold0, "gold0")
     if d.ndim != 1 or d.shape != y.shape:
         raise ValueError(f"d and gold must be 1-D of equal length, got {d.shape} and {y.shape}")
     if not (np.all(np.isfinite(d)) and np.all(np.isfinite(y))):
@@ -217,6 +230,9 @@ def fit_gao_bon(d, gold, gold0: float | None = None) -> tuple[float, float]:
 
 def gao_bon_curve(d, alpha: float, beta: float, gold0: float = 0.0):
     """gold0 + d * (alpha - beta * d), the fitted best-of-n gold reward."""
+    as_numbers(d, "d", ndim=None, allow_empty=True)
+    for name, value in (("alpha", alpha), ("beta", beta), ("gold0", gold0)):
+        as_number(value, name)
     d = np.asarray(d, dtype=float)
     return gold0 + d * (alpha - beta * d)
 
@@ -260,6 +276,8 @@ def peak_d_rl(alpha: float, beta: float) -> float:
 
 def peak_d(alpha: float, beta: float) -> float:
     """Where d * (alpha - beta d) peaks: alpha / (2 beta); inf when beta <= 0 (no peak)."""
+    as_number(alpha, "alpha")
+    as_number(beta, "beta")
     if beta <= 0:
         return float("inf")
     return float(alpha / (2.0 * beta))
@@ -277,6 +295,7 @@ def rejection_subsample(feature, keep_base: float, k: int, seed: int = 0) -> np.
     feat = _matrix(feature, "feature")
     if np.any(feat < 0):
         raise ValueError("feature must be >= 0 (keep probability keep_base ** feature)")
+    as_number(keep_base, "keep_base")
     if not 0.0 < keep_base <= 1.0:
         raise ValueError(f"keep_base must be in (0, 1], got {keep_base}")
     k = int(_check_n(k, "k"))

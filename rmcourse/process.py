@@ -44,6 +44,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from rmcourse.bootstrap import as_numbers
+from rmcourse.validation import as_count, as_number
+
 __all__ = [
     "SOLUTION_KINDS",
     "DEFAULT_KIND_PROBS",
@@ -119,9 +122,44 @@ class Solution:
 
 
 def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+    as_count(value, name, low=-2 ** 62)  # TypeError for a float, a str or a bool
+    if value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     return int(value)
+
+
+def _probability(value: Any, name: str) -> float:
+    value = as_number(value, name)
+    if not 0.0 <= value <= 1.0:
+        hint = " (a fraction, not a percentage)" if 1 < value <= 100 else ""
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value}{hint}")
+    return value
+
+
+def _check_rng(rng: Any) -> random.Random:
+    if not isinstance(rng, random.Random):
+        hint = ""
+        if isinstance(rng, np.random.Generator):
+            hint = " (this module draws with Python's random module, not numpy)"
+        elif isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+            hint = " (pass random.Random(seed), not the seed)"
+        raise TypeError(f"rng must be a random.Random, e.g. random.Random(0), got "
+                        f"{type(rng).__name__}{hint}")
+    return rng
+
+
+def _check_problem(problem: Any, name: str = "problem") -> "Problem":
+    if not isinstance(problem, Problem):
+        hint = " (arguments swapped? the problem comes first)" if isinstance(problem, Solution) else ""
+        raise TypeError(f"{name} must be a Problem (make_problems), got {type(problem).__name__}{hint}")
+    return problem
+
+
+def _check_solution(solution: Any, name: str = "solution") -> "Solution":
+    if not isinstance(solution, Solution):
+        hint = " (arguments swapped? the solution comes second)" if isinstance(solution, Problem) else ""
+        raise TypeError(f"{name} must be a Solution (sample_solution), got {type(solution).__name__}{hint}")
+    return solution
 
 
 def _rng(seed: int, *key: Any) -> random.Random:
@@ -131,7 +169,7 @@ def _rng(seed: int, *key: Any) -> random.Random:
 def make_problems(n: int, seed: int = 0, split: str = "train") -> list[Problem]:
     """`n` word problems; `split` ("train", "validation", "test") draws from its own seed stream."""
     n = _check_int("n", n, 1)
-    if split not in _SPLIT_SALT:
+    if not isinstance(split, str) or split not in _SPLIT_SALT:
         raise ValueError(f"unknown split {split!r} (expected one of {sorted(_SPLIT_SALT)})")
     out = []
     for i in range(n):
@@ -185,12 +223,20 @@ def _slip(rng: random.Random, z: int) -> int:
 def sample_solution(problem: Problem, rng: random.Random, kind: str | None = None,
                     kind_probs: dict[str, float] | None = None) -> Solution:
     """One solution of `problem` of the given `kind` (or drawn from `kind_probs`)."""
-    if not isinstance(problem, Problem):
-        raise TypeError(f"problem must be a Problem, got {type(problem).__name__}")
+    _check_problem(problem)
+    _check_rng(rng)
     probs = DEFAULT_KIND_PROBS if kind_probs is None else kind_probs
     if kind is None:
+        if not isinstance(probs, dict):
+            raise TypeError(f"kind_probs must be a dict kind -> probability, got {type(probs).__name__}")
+        for k, v in probs.items():
+            as_number(v, f"kind_probs[{k!r}]")
+            if v < 0:
+                raise ValueError(f"kind_probs[{k!r}] must be >= 0, got {v}")
         if set(probs) - set(SOLUTION_KINDS) or not math.isclose(sum(probs.values()), 1.0, abs_tol=1e-9):
-            raise ValueError(f"kind_probs must give probabilities summing to 1 over {SOLUTION_KINDS}")
+            total = sum(probs.values())
+            hint = " (fractions, not percentages)" if math.isclose(total, 100.0, abs_tol=1e-6) else ""
+            raise ValueError(f"kind_probs must give probabilities summing to 1 over {SOLUTION_KINDS}{hint}")
         kind = rng.choices(list(probs), weights=list(probs.values()))[0]
     if kind not in SOLUTION_KINDS:
         raise ValueError(f"unknown solution kind {kind!r} (expected one of {SOLUTION_KINDS})")
@@ -226,6 +272,13 @@ def sample_solutions(problems: Sequence[Problem], per_problem: int, seed: int = 
                      kind_probs: dict[str, float] | None = None) -> list[list[Solution]]:
     """`per_problem` solutions for each problem (a candidate pool), seeded per problem."""
     per_problem = _check_int("per_problem", per_problem, 1)
+    if isinstance(problems, Problem):
+        raise TypeError("problems must be a list of Problem, got a single Problem: pass [problem]")
+    if isinstance(problems, (str, bytes, dict)) or not hasattr(problems, "__iter__"):
+        raise TypeError(f"problems must be a list of Problem (make_problems), got {type(problems).__name__}")
+    problems = list(problems)
+    for i, p in enumerate(problems):
+        _check_problem(p, f"problems[{i}]")
     out = []
     for p in problems:
         rng = _rng(seed, "solutions", p.id)
@@ -241,6 +294,7 @@ def sample_solutions(problems: Sequence[Problem], per_problem: int, seed: int = 
 def exact_step_labels(solution: Solution) -> list[bool]:
     """Prefix i is good when steps 0..i are all valid (the first wrong step and everything after
     it are bad), as PRM800K's labels treat a solution after its first mistake."""
+    _check_solution(solution)
     out, ok = [], True
     for v in solution.step_valid:
         ok = ok and bool(v)
@@ -259,10 +313,11 @@ def math_shepherd_labels(problem: Problem, solution: Solution, n_completions: in
     states the result. Hard label: 1.0 when any completion reaches the right answer; soft label:
     the share that do. The last step (the answer line) needs no completion: it is right or not.
     """
+    _check_problem(problem)
+    _check_solution(solution)
     n_completions = _check_int("n_completions", n_completions, 1)
     for name, p in (("p_slip", p_slip), ("p_recover", p_recover)):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"{name} must be a probability, got {p}")
+        _probability(p, name)
     if solution.problem_id != problem.id:
         raise ValueError(f"solution of {solution.problem_id!r} given with problem {problem.id!r}")
     rng = _rng(seed, "shepherd", solution.problem_id, solution.text())
@@ -306,10 +361,15 @@ def reasoning_features(prompts: Sequence[str], texts: Sequence[str], dim: int = 
                        prompt_dim: int = 64, verifier_dim: int = 2048) -> torch.Tensor:
     """Float32 [N, dim + prompt_dim + verifier_dim]: `rmcourse.heads.hashed_features` of
     (prompt, text) plus the hashed last-digit verifier tokens of the text (see the module doc)."""
-    from rmcourse.heads import hashed_features
+    from rmcourse.heads import _check_texts, hashed_features
 
     if isinstance(verifier_dim, bool) or not isinstance(verifier_dim, int) or verifier_dim < 1:
         raise ValueError(f"verifier_dim must be a positive int, got {verifier_dim!r}")
+    # strings first: a single string would be read one character per "text"
+    prompts = _check_texts(prompts, "prompts")
+    texts = _check_texts(texts, "texts")
+    if len(prompts) != len(texts):
+        raise ValueError(f"{len(prompts)} prompts but {len(texts)} texts")
     # numbers become "#" in the word block: a linear model would otherwise memorise particular
     # numbers, noise that best-of-n selection then picks out; arithmetic goes to the verifier block
     mask = [_NUMBER.sub("#", t) for t in texts]
@@ -330,6 +390,9 @@ class StepClassifier:
 
     @torch.no_grad()
     def predict_proba(self, features: torch.Tensor) -> torch.Tensor:
+        if not isinstance(features, torch.Tensor):
+            raise TypeError(f"features must be a 2-D torch.Tensor [N, {self.weight.shape[0]}], got "
+                            f"{type(features).__name__}")
         if features.ndim != 2 or features.shape[1] != self.weight.shape[0]:
             raise ValueError(f"features must be [N, {self.weight.shape[0]}], got {tuple(features.shape)}")
         return torch.sigmoid(features.float() @ self.weight + self.bias)
@@ -341,15 +404,34 @@ def train_step_classifier(features: torch.Tensor, labels, l2: float = 1e-5, max_
 
     `labels` may be hard (0/1) or soft (probabilities, e.g. Math-Shepherd's soft estimation).
     """
-    if not isinstance(features, torch.Tensor) or features.ndim != 2:
+    from rmcourse.heads import _feature_matrix
+
+    if not isinstance(features, torch.Tensor):
+        raise TypeError(f"features must be a 2-D torch.Tensor, got {type(features).__name__}")
+    if features.ndim != 2:
         raise ValueError("features must be a 2-D tensor")
+    if features.dtype == torch.bool or features.is_complex():
+        raise TypeError(f"features must hold real numbers, got a {features.dtype} tensor")
+    _feature_matrix(features.float(), "features")  # NaN / inf: refused, they stop L-BFGS
+    checked = as_numbers(labels, "labels", ndim=None, allow_bool=True, allow_empty=True)
     y = torch.as_tensor(labels, dtype=torch.float32)
     if y.shape != (features.shape[0],):
         raise ValueError(f"labels must have one value per row ({features.shape[0]}), got {tuple(y.shape)}")
-    if bool(((y < 0) | (y > 1)).any()):
-        raise ValueError("labels must be in [0, 1]")
-    if not l2 >= 0:
+    outside = np.flatnonzero((checked < 0) | (checked > 1))
+    if outside.size:
+        i = int(outside[0])
+        raise ValueError(f"labels must be in [0, 1] (the probability that the step is good, not a "
+                         f"percentage), got {checked[i]} at index {i}")
+    if not as_number(l2, "l2") >= 0:
         raise ValueError(f"l2 must be >= 0, got {l2}")
+    _check_int("max_iter", max_iter, 1)
+    if sample_weight is not None:
+        w = as_numbers(sample_weight, "sample_weight", ndim=None, low=0)
+        if w.shape != (features.shape[0],):
+            raise ValueError(f"sample_weight must have one value per row ({features.shape[0]}), got "
+                             f"shape {w.shape}")
+        if not w.sum() > 0:
+            raise ValueError("sample_weight sums to 0: no row would count")
     sw = torch.ones_like(y) if sample_weight is None else torch.as_tensor(sample_weight, dtype=torch.float32)
     x = features.float()
     w = torch.zeros(x.shape[1], requires_grad=True)
@@ -369,12 +451,14 @@ def train_step_classifier(features: torch.Tensor, labels, l2: float = 1e-5, max_
 
 def aggregate_step_scores(step_scores: Sequence[float], how: str = "min") -> float:
     """A solution's PRM score from its step scores (probabilities): "min" (Math-Shepherd),
-    "prod" (Lightman et al.: P(every step is right)) or "last" (the last step's score)."""
-    scores = np.asarray(step_scores, dtype=float)
+    "prod" (Lightman et al.: P(every step is right)) or "last" (the last step's score).
+
+    The scores must be probabilities in [0, 1]: the product of logits or of percentages is not
+    a probability (apply a sigmoid to logits, divide percentages by 100)."""
+    _check_how(how)
+    scores = _step_probabilities(step_scores, "step_scores")
     if scores.ndim != 1 or scores.size == 0:
         raise ValueError("step_scores must be a non-empty list of numbers")
-    if not np.all(np.isfinite(scores)):
-        raise ValueError("step_scores must be finite")
     if how == "min":
         return float(scores.min())
     if how == "prod":
@@ -384,11 +468,30 @@ def aggregate_step_scores(step_scores: Sequence[float], how: str = "min") -> flo
     raise ValueError(f"unknown aggregation {how!r} (expected 'min', 'prod' or 'last')")
 
 
+def _check_how(how: Any) -> None:
+    if how not in ("min", "prod", "last"):
+        raise ValueError(f"unknown aggregation {how!r} (expected 'min', 'prod' or 'last')")
+
+
+def _step_probabilities(step_scores: Any, name: str) -> np.ndarray:
+    scores = as_numbers(step_scores, name, ndim=None, allow_empty=True)
+    outside = np.flatnonzero((scores.reshape(-1) < 0) | (scores.reshape(-1) > 1))
+    if outside.size:
+        i = int(outside[0])
+        raise ValueError(f"{name} must be probabilities in [0, 1], got {scores.reshape(-1)[i]} at index {i} "
+                         "(logits? apply a sigmoid first; percentages? divide by 100)")
+    return scores
+
+
 def aggregate_solutions(step_scores, owner, how: str = "min") -> np.ndarray:
     """`aggregate_step_scores` for many solutions at once: `owner[i]` is the solution of step
-    score i, and each solution's steps are contiguous and in order (as prefixes are built)."""
-    scores = np.asarray(step_scores, dtype=float).reshape(-1)
+    score i, and each solution's steps are contiguous and in order (as prefixes are built).
+    Step scores are probabilities in [0, 1], as in `aggregate_step_scores`."""
+    _check_how(how)
+    scores = _step_probabilities(step_scores, "step_scores").reshape(-1)
     owner = np.asarray(owner).reshape(-1)
+    if owner.dtype.kind not in "iu":
+        raise TypeError(f"owner must hold integer solution indices, got {owner.dtype} values")
     if scores.shape != owner.shape or scores.size == 0:
         raise ValueError("step_scores and owner must be non-empty and of equal length")
     if np.any(np.diff(owner) < 0):
@@ -406,6 +509,9 @@ def aggregate_solutions(step_scores, owner, how: str = "min") -> np.ndarray:
 def solution_table(problems: Sequence[Problem], pools: Sequence[Sequence[Solution]]) -> pd.DataFrame:
     """One row per solution: problem, candidate index, kind, answer_correct, derivation_valid,
     wrong_derivation (right answer through a wrong step), n_steps, text."""
+    problems, pools = list(problems), list(pools)
+    if len(problems) != len(pools):
+        raise ValueError(f"{len(problems)} problems but {len(pools)} solution pools: one pool per problem")
     rows = []
     for p, pool in zip(problems, pools):
         for j, s in enumerate(pool):

@@ -19,16 +19,17 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from scipy.stats import kendalltau
 
+from rmcourse.bootstrap import as_numbers
+from rmcourse.validation import as_count
+
 __all__ = ["kendall_tau", "seed_kendall_tau", "score_responses", "ranking_kendall_taus"]
 
 
 def _scores(values, name: str) -> np.ndarray:
     if hasattr(values, "detach"):
         values = values.detach().cpu().float().numpy()
-    try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be numbers: {err}") from None
+    # booleans are allowed: a 0/1 truth ("acceptable or not") is a valid, tied, ranking
+    arr = as_numbers(values, name, ndim=None, allow_bool=True, allow_empty=True, finite=False)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}")
     if arr.size < 2:
@@ -77,8 +78,15 @@ def score_responses(model_or_score_fn: Any, prompts: Sequence[str],
     with `batch_size`; a plain callable `score_fn(prompts, responses)` is called per chunk of
     `batch_size` flattened pairs. Returns one float array per prompt.
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+    as_count(batch_size, "batch_size", low=-2 ** 62)  # TypeError for a float, a str, a bool
+    if batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    _score_fn(model_or_score_fn, batch_size)  # a model or a callable, before any text is read
+    for name, value in (("prompts", prompts), ("responses", responses)):
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"{name} must be a list (one entry per prompt), got a single string")
+        if value is None or isinstance(value, Mapping) or not hasattr(value, "__len__"):
+            raise TypeError(f"{name} must be a list (one entry per prompt), got {type(value).__name__}")
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} response lists")
     flat_p: list[str] = []
@@ -87,7 +95,7 @@ def score_responses(model_or_score_fn: Any, prompts: Sequence[str],
     for i, (prompt, group) in enumerate(zip(prompts, responses)):
         if not isinstance(prompt, str):
             raise TypeError(f"prompt in row {i} must be a string, got {type(prompt).__name__}")
-        if isinstance(group, str) or len(group) == 0:
+        if isinstance(group, str) or not hasattr(group, "__len__") or len(group) == 0:
             raise ValueError(f"responses in row {i} must be a non-empty list of strings")
         for j, text in enumerate(group):
             if not isinstance(text, str) or not text:
@@ -97,19 +105,27 @@ def score_responses(model_or_score_fn: Any, prompts: Sequence[str],
         sizes.append(len(group))
     if hasattr(model_or_score_fn, "score"):
         flat = model_or_score_fn.score(flat_p, flat_r, batch_size=batch_size)
-        flat = np.asarray(flat.detach().cpu().float().numpy() if hasattr(flat, "detach") else flat, dtype=float)
+        flat = _scorer_output(flat.detach().cpu().float().numpy() if hasattr(flat, "detach") else flat)
     else:
         fn = _score_fn(model_or_score_fn, batch_size)
         chunks = []
         for start in range(0, len(flat_p), batch_size):
             out = fn(flat_p[start:start + batch_size], flat_r[start:start + batch_size])
             out = out.detach().cpu().float().numpy() if hasattr(out, "detach") else out
-            chunks.append(np.asarray(out, dtype=float).reshape(-1))
+            chunks.append(_scorer_output(out).reshape(-1))
         flat = np.concatenate(chunks) if chunks else np.zeros(0)
     if flat.shape != (len(flat_r),):
         raise ValueError(f"the scorer returned {flat.size} scores for {len(flat_r)} responses")
+    bad = np.flatnonzero(~np.isfinite(flat))
+    if bad.size:
+        raise ValueError(f"the scorer returned a non-finite reward ({flat[bad[0]]}) for response "
+                         f"{int(bad[0])} of the flattened batch: check the model or the score_fn")
     bounds = np.cumsum([0] + sizes)
     return [flat[bounds[k]:bounds[k + 1]] for k in range(len(sizes))]
+
+
+def _scorer_output(out: Any) -> np.ndarray:
+    return as_numbers(out, "the scorer's output", ndim=None, allow_empty=True, finite=False)
 
 
 def _column(rows: Any, key: str) -> list:
@@ -122,8 +138,13 @@ def _column(rows: Any, key: str) -> list:
         if key not in names:
             raise ValueError(f"missing column {key!r} (columns: {names})")
         return list(rows[key])
+    if isinstance(rows, (str, bytes)) or rows is None or not hasattr(rows, "__iter__"):
+        raise TypeError("rankings_ds must be a datasets.Dataset, a dict of columns or a list of row "
+                        f"dicts, got {type(rows).__name__}")
     out = []
     for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"row {i} of rankings_ds must be a dict, got {type(row).__name__}")
         if key not in row:
             raise ValueError(f"missing column {key!r} in row {i}")
         out.append(row[key])
@@ -149,7 +170,10 @@ def ranking_kendall_taus(model_or_score_fn: Any, rankings_ds: Any, batch_size: i
     scores = score_responses(model_or_score_fn, prompts, responses, batch_size=batch_size)
     taus = []
     for i, (truth, pred) in enumerate(zip(truths, scores)):
-        truth = np.asarray(truth, dtype=float)
+        if isinstance(truth, (str, bytes)) or truth is None or np.ndim(truth) != 1:
+            raise TypeError(f"{truth_key!r} in row {i} must be a list of numbers (one per response), "
+                            f"got {type(truth).__name__} {truth!r}"[:200])
+        truth = as_numbers(truth, f"{truth_key!r} in row {i}", allow_bool=True)
         if truth.shape != pred.shape:
             raise ValueError(f"row {i}: {truth.size} truth values for {pred.size} responses")
         taus.append(kendall_tau(truth if higher_is_better else -truth, pred))

@@ -34,6 +34,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from rmcourse.bootstrap import as_numbers
+from rmcourse.validation import as_count, as_number
+
 __all__ = [
     "RB2_SUBSETS",
     "TIES_SUBSET",
@@ -52,15 +55,29 @@ RB2_SUBSETS: tuple[str, ...] = ("Factuality", "Precise IF", "Math", "Safety", "F
 TIES_SUBSET = "Ties"
 
 
-def _scores(values: Any, name: str) -> np.ndarray:
+def _scores(values: Any, name: str, allow_empty: bool = False) -> np.ndarray:
+    """Scores as a flat float64 array: text ("1.0"), booleans, None and NaN are refused by the
+    shared validator (`rmcourse.validation`), naming `name` and the position."""
     if hasattr(values, "detach"):
         values = values.detach().cpu().numpy()
-    arr = np.asarray(values, dtype=float).reshape(-1) if np.ndim(values) else np.asarray([values], dtype=float)
-    if arr.size == 0:
+    arr = as_numbers(values, name, ndim=None, allow_empty=True, finite=False).reshape(-1)
+    if arr.size == 0 and not allow_empty:
         raise ValueError(f"{name} is empty")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} has a non-finite score")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{name} has a non-finite score ({arr[bad[0]]}) at index {int(bad[0])}")
     return arr
+
+
+def _rows_list(rows: Any, name: str = "rows") -> list:
+    if isinstance(rows, (Mapping, str, bytes)) or rows is None or not hasattr(rows, "__iter__"):
+        raise TypeError(f"{name} must be a list of dicts (or a datasets.Dataset of rows), got "
+                        f"{type(rows).__name__}")
+    rows = list(rows)
+    for i, row in enumerate(rows):
+        if not isinstance(row, Mapping):
+            raise TypeError(f"row {i} must be a dict, got {type(row).__name__}")
+    return rows
 
 
 def best_of_n_result(chosen_score: float, rejected_scores: Sequence[float]) -> float:
@@ -81,10 +98,8 @@ def ties_sample_stats(correct_scores: Sequence[float], incorrect_scores: Sequenc
     incorrect; different_correct_margin = best correct - worst correct (None with one correct
     answer). A sample without correct or without incorrect answers is not accurate, with margin 0.
     """
-    c = np.asarray(correct_scores, dtype=float).reshape(-1)
-    r = np.asarray(incorrect_scores, dtype=float).reshape(-1)
-    if not (np.all(np.isfinite(c)) and np.all(np.isfinite(r))):
-        raise ValueError("Ties scores must be finite")
+    c = _scores(correct_scores, "correct_scores", allow_empty=True)
+    r = _scores(incorrect_scores, "incorrect_scores", allow_empty=True)
     if c.size == 0 or r.size == 0:
         return {"accurate": False, "correct_incorrect_margin": 0.0, "different_correct_margin": None}
     return {"accurate": bool(c.min() > r.max()),
@@ -109,7 +124,10 @@ def ties_score(samples: Sequence[Mapping]) -> dict:
     has both a ref and a tied sample with >= 2 correct answers (the official code returns NaN).
     """
     stats: dict[str, dict[str, dict]] = {"ref": {}, "tied": {}}
-    for i, s in enumerate(samples):
+    for i, s in enumerate(_rows_list(samples, "samples")):
+        for key in ("chosen_scores", "rejected_scores"):
+            if key not in s:
+                raise ValueError(f"Ties row {i} is missing {key!r}")
         kind, pid = _ties_id(s.get("id"), i)
         if pid in stats[kind]:
             raise ValueError(f"two {kind!r} samples for Ties prompt {pid!r}")
@@ -163,9 +181,9 @@ def rewardbench2_score(rows: Sequence[Mapping], ties_subset: str = TIES_SUBSET) 
     `chosen`, `rejected` texts may be present and are checked against the scores' lengths.
     Overall = unweighted mean over the subsets present.
     """
-    if isinstance(rows, Mapping) or not hasattr(rows, "__iter__"):
-        raise TypeError("rows must be a list of dicts (or a datasets.Dataset of rows)")
-    rows = list(rows)
+    rows = _rows_list(rows)
+    if not isinstance(ties_subset, str):
+        raise TypeError(f"ties_subset must be a str, got {type(ties_subset).__name__}")
     if not rows:
         raise ValueError("no rows to score")
     items, ties_rows = [], []
@@ -181,6 +199,12 @@ def rewardbench2_score(rows: Sequence[Mapping], ties_subset: str = TIES_SUBSET) 
         chosen = _scores(row["chosen_scores"], f"chosen_scores of row {i}")
         rejected = _scores(row["rejected_scores"], f"rejected_scores of row {i}")
         for text_key, scores in (("chosen", chosen), ("rejected", rejected)):
+            texts = row.get(text_key)
+            if isinstance(texts, str):  # a bare string would count its characters as texts
+                raise TypeError(f"row {i}: {text_key} must be a list of texts, got a single string: "
+                                f"wrap it in a list")
+            if texts is not None and not hasattr(texts, "__len__"):
+                raise TypeError(f"row {i}: {text_key} must be a list of texts, got {type(texts).__name__}")
             if text_key in row and row[text_key] is not None and len(row[text_key]) != scores.size:
                 raise ValueError(f"row {i}: {len(row[text_key])} {text_key} texts but {scores.size} "
                                  f"{text_key}_scores")
@@ -214,7 +238,15 @@ def rewardbench2_from_rewards(rows: Sequence[Mapping], chosen_rewards: Sequence[
     order), as `rmcourse.evaluate` scores them; returns a JSON-ready dict: "score" (the unweighted
     mean over subsets), "subsets" {name: {"score", "n", "chance"}}, "ties" (the Ties subset's
     terms, or None) and "n_items"."""
-    rows = list(rows)
+    rows = _rows_list(rows)
+    for name, rewards in (("chosen_rewards", chosen_rewards), ("rejected_rewards", rejected_rewards)):
+        if isinstance(rewards, (str, bytes, Mapping)) or not hasattr(rewards, "__len__"):
+            raise TypeError(f"{name} must be a list with one list of rewards per row, got "
+                            f"{type(rewards).__name__}")
+        for i, item in enumerate(rewards):
+            if isinstance(item, (str, bytes)) or np.ndim(item) != 1:
+                raise TypeError(f"{name}[{i}] must be a list of rewards (one per {name.split('_')[0]} "
+                                f"completion of row {i}), got {type(item).__name__} {item!r}"[:200])
     if not (len(rows) == len(chosen_rewards) == len(rejected_rewards)):
         raise ValueError(f"{len(rows)} rows but {len(chosen_rewards)} chosen and {len(rejected_rewards)} "
                          "rejected reward lists: one list per row")
@@ -234,9 +266,14 @@ def score_rows(rows: Sequence[Mapping], score_fn: Callable[[list[str], list[str]
                batch: bool = True) -> list[dict]:
     """Copies of `rows` with `chosen_scores` / `rejected_scores` filled by
     `score_fn(prompts, responses) -> rewards` (called once for all texts when `batch`)."""
-    rows = [dict(r) for r in rows]
+    rows = [dict(r) for r in _rows_list(rows)]
+    if not callable(score_fn):
+        raise TypeError(f"score_fn must be a callable score_fn(prompts, responses) -> rewards, got "
+                        f"{type(score_fn).__name__}")
     prompts, responses, where = [], [], []
     for i, r in enumerate(rows):
+        if not isinstance(r.get("prompt"), str):
+            raise ValueError(f"row {i} has no 'prompt' text (got {type(r.get('prompt')).__name__})")
         for side in ("chosen", "rejected"):
             texts = r.get(side)
             if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
@@ -264,7 +301,12 @@ def rb1_pairs(rows: Sequence[Mapping], ties_subset: str = TIES_SUBSET) -> pd.Dat
     """The same best-of-n items in RewardBench v1's pairwise format: one (chosen, rejected_j) pair
     per rejected answer, with columns subset, item, chosen_score, rejected_score (Ties excluded)."""
     out = []
-    for i, r in enumerate(rows):
+    for i, r in enumerate(_rows_list(rows)):
+        for key in ("subset", "chosen_scores", "rejected_scores"):
+            if key not in r:
+                raise ValueError(f"row {i} is missing {key!r}")
+        if not isinstance(r["subset"], str):
+            raise ValueError(f"row {i}: subset must be a non-empty string, got {r['subset']!r}")
         if r["subset"].lower() == ties_subset.lower():
             continue
         c = _scores(r["chosen_scores"], f"chosen_scores of row {i}")[0]
@@ -297,8 +339,13 @@ def world_rb2_bench(world: Any, n_per_subset: int = 40, split: str = "test", see
     answer to another question says nothing here). Candidates come from
     `world.candidate_pools(..., split=split)`.
     """
-    if not isinstance(n_per_subset, int) or isinstance(n_per_subset, bool) or n_per_subset < 1:
+    as_count(n_per_subset, "n_per_subset", low=-2 ** 62)  # TypeError for a float, a str, a bool
+    if n_per_subset < 1:
         raise ValueError(f"n_per_subset must be a positive int, got {n_per_subset!r}")
+    if not hasattr(world, "candidate_pools"):
+        raise TypeError(f"world must be an rmcourse.world.PreferenceWorld, got {type(world).__name__}")
+    if as_number(min_gap, "min_gap") < 0:
+        raise ValueError(f"min_gap must be >= 0 (a gold-reward gap), got {min_gap}")
     rng = np.random.default_rng(seed)
     n_prompts = 8 * n_per_subset  # round-robin sections: plenty of candidates per subset
     pool_ds = world.candidate_pools(n_prompts, 24, split=split)
