@@ -133,12 +133,22 @@ def test_fit_strengths_checker_accepts_newton(capsys):
         (lambda b: newton_fit(b[b["winner"] != "tie"]), "dropped the tied"),
         (lambda b: newton_fit(b, tie=1.0), "win for model A"),
         (lambda b: newton_fit(b, n_steps=1), "not converged"),
-        (lambda b: newton_fit(b, solver="solve"), "singular"),
+        # np.linalg.solve on an exactly singular Hessian (whether the learner's rounded Hessian
+        # is exactly singular depends on the CPU's LAPACK: see the next test)
+        (lambda b: np.linalg.solve(np.zeros((5, 5)), np.ones(5)), "singular"),
     ],
 )
 def test_fit_strengths_checker_rejects(fn, fragment, capsys):
     ok, out = verdict(ch01.check_fit_strengths, fn, capsys)
     assert not ok and fragment in out, out
+
+
+def test_fit_strengths_with_solve_is_named_singular_or_accepted(capsys):
+    # On some CPUs rounding leaves the Hessian invertible, the null-space step is a constant that
+    # centring removes, and the answer is right; on others solve raises. Both verdicts are fair;
+    # a message about anything else would send the learner hunting for the wrong bug.
+    ok, out = verdict(ch01.check_fit_strengths, lambda b: newton_fit(b, solver="solve"), capsys)
+    assert ok or "singular" in out, out
 
 
 # --- exercise 3: Plackett-Luce -----------------------------------------------------------------

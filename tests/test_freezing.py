@@ -70,11 +70,14 @@ def test_training_moves_only_the_unfrozen_weights(tokenizer):
         changed = not torch.equal(param.detach(), before[name])
         if ".embeddings." in name or ".layer.0." in name or ".layer.1." in name:
             assert not changed, f"frozen {name} moved"
-        elif name.endswith("layer.2.output.LayerNorm.bias"):
-            # The last bias adds the same vector to every token of both answers; with mean pooling
-            # and a linear head it shifts r_chosen and r_rejected equally, so the pairwise loss
-            # gives it exactly zero gradient (the same holds for the head's own bias).
-            assert not changed, f"{name} moved although the pairwise loss cannot see it"
+        elif name.endswith("layer.2.output.LayerNorm.bias") or name.endswith("classifier.bias"):
+            # No assertion: the head's bias shifts r_chosen and r_rejected equally (zero gradient
+            # up to rounding), and the last LayerNorm's bias reaches the reward only through the
+            # pooler's tanh curvature (a gradient about 200 times smaller than its LayerNorm
+            # weight's at this init). Whether
+            # Adam turns such a near-zero gradient into a step depends on the precision: it
+            # rounds to exactly zero under bf16 autocast and not in float32.
+            continue
         elif name.endswith("classifier.weight") or ".layer.2." in name:
             assert changed, f"trainable {name} did not move"
 
