@@ -252,6 +252,9 @@ def simulate_battles_from_matrix(
 # ----------------------------------------------------------------------------------------------
 # Fitting
 # ----------------------------------------------------------------------------------------------
+_COUNT_COLUMNS = {"count", "counts", "n", "n_battles", "num_battles", "weight", "weights"}
+
+
 def _encode(
     battles: pd.DataFrame, models: Sequence[str] | None = None
 ) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
@@ -263,6 +266,13 @@ def _encode(
             raise ValueError(f"missing column {col!r} in battles (need {', '.join(_COLUMNS)})")
     if len(battles) == 0:
         raise ValueError("battles is empty: nothing to fit")
+    counted = [c for c in battles.columns if str(c).lower() in _COUNT_COLUMNS]
+    if counted:
+        # aggregated battles (one row per pairing with a count) would silently count once each
+        col = counted[0]
+        raise ValueError(f"battles has a {col!r} column, but each row is read as ONE battle; "
+                         f"expand aggregated rows first: battles.loc[battles.index.repeat("
+                         f"battles[{col!r}])].drop(columns={col!r})")
     for col in ("model_a", "model_b"):
         missing = battles[col].isna().to_numpy()
         if missing.any():

@@ -864,6 +864,12 @@ def load_pairs(
     path = Path(path_or_name)
     if path.exists():
         data = read_rows(path, split)
+    elif str(path.parent) not in ("", ".") and path.parent.is_dir():
+        # "data/pairs" matches a hub name's shape, but a local folder "data" exists: a missing
+        # local file is the likelier mistake, and the hub message would send the learner online
+        raise FileNotFoundError(f"no such file or directory: '{path_or_name}' (the folder "
+                                f"'{path.parent}' exists but holds no '{path.name}'; check the name, "
+                                "or run the cell that writes it)")
     elif (
         isinstance(path_or_name, str)
         and _HUB_NAME.fullmatch(path_or_name)

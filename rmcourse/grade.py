@@ -122,15 +122,40 @@ def verdict_lines(text: str) -> list[tuple[str, str]]:
         if mark in MARKS:
             rest = line[1:].strip()
             name, _, message = rest.partition(":")
-            found.append([MARKS[mark], message.strip() if mark != "✅" else ""])
+            # a ⏳ line keeps its whole text: "solve exercise 3 first: ..." names the exercise
+            found.append([MARKS[mark], rest if mark == "⏳" else message.strip() if mark != "✅" else ""])
         elif found and found[-1][0] == WRONG and line.strip():
             found[-1][1] += "\n" + line.rstrip()
     return [(v, m) for v, m in found]
 
 
-def judge(nb, indices: list[int]) -> tuple[str, str]:
-    """One exercise's (verdict, message) from its executed cells."""
-    lines = [vm for i in indices for vm in verdict_lines(_stream_text(nb.cells[i]))]
+_CHECK_CALL = re.compile(r"\bcheck_\w+\(")
+_DEMO_CALL = re.compile(r"\bcheck_\w+\(.*\)\s+is\s+False")
+_WAITS_FOR = re.compile(r"solve exercise (\w+) first")
+
+
+def _is_demonstration(source: str) -> bool:
+    """A cell whose every checker call is asserted to fail (`assert check_x(wrong) is False`):
+    it shows the checker rejecting the learning document's version, not the learner's work."""
+    calls = _CHECK_CALL.findall(source)
+    return bool(calls) and len(_DEMO_CALL.findall(source)) == len(calls)
+
+
+def judge(nb, indices: list[int], exercise: str | None = None) -> tuple[str, str]:
+    """One exercise's (verdict, message) from its executed cells.
+
+    Cells that demonstrate a checker rejecting a wrong version on purpose are skipped, and a
+    "solve exercise M first" line counts only in exercise M's own section (another section's
+    cell may wait for M while this exercise is solved)."""
+    lines = []
+    for i in indices:
+        if _is_demonstration(nb.cells[i].source):
+            continue
+        for verdict, message in verdict_lines(_stream_text(nb.cells[i])):
+            waits = _WAITS_FOR.search(message) if verdict == NOT_ATTEMPTED else None
+            if waits and exercise is not None and waits.group(1) != exercise:
+                continue
+            lines.append((verdict, message))
     for wanted in (WRONG, NOT_ATTEMPTED, SOLVED):
         hits = [m for v, m in lines if v == wanted]
         if hits:
@@ -231,7 +256,7 @@ def grade_notebook(learner: str, path: Path, scratch: Path, timeout: float, env:
             rows.append(Row(learner, path.name, ex, NOT_ATTEMPTED,
                             f"no '## Exercise {ex}' heading in the notebook"))
         else:
-            rows.append(Row(learner, path.name, ex, *judge(nb, indices), secs))
+            rows.append(Row(learner, path.name, ex, *judge(nb, indices, ex), secs))
     if failure and not any(r.verdict == FAILED for r in rows):  # e.g. a hang after the exercises
         rows.append(Row(learner, path.name, "", FAILED, failure))
     return rows

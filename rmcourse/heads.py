@@ -22,7 +22,6 @@ or not (the seed's mistake: the members then learn to disagree).
 from __future__ import annotations
 
 import copy
-import functools
 import math
 import re
 import zlib
@@ -36,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rmcourse.bootstrap import as_numbers
+from rmcourse.device import one_thread
 from rmcourse.ensembles import uncertainty_weighted_pair_loss
 from rmcourse.losses import kwise_loss, pairwise_loss
 from rmcourse.validation import as_count, as_number
@@ -55,23 +55,10 @@ __all__ = [
     "train_ensemble_heads",
 ]
 
-def _one_thread(fn):
-    """Run `fn` with one intra-op CPU thread (restored afterwards).
-
-    The heads' matrices are tiny: extra threads add no speed, and when the cores are shared with
-    other work the threads wait on each other (measured: 30x slower with 2 threads on a busy
-    2-core machine)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
-
-    return wrapper
+# The heads' matrices are tiny: extra threads add no speed, and when the cores are shared with
+# other work the threads wait on each other (measured: 30x slower with 2 threads on a busy 2-core
+# machine). `rmcourse.device.one_thread` runs a function with one intra-op thread.
+_one_thread = one_thread
 
 
 _WORD = re.compile(r"[a-z0-9']+|[^\sa-z0-9']")

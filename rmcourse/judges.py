@@ -19,8 +19,9 @@ Two ways to read a score from a judge LM:
   than one sampled digit.
 
 Pairwise judging shows both answers at once and reads p("A") against p("B"). LLM judges prefer a
-position (Zheng et al. 2023, arXiv 2306.05685, "position bias"): judge both orders and average
-(`debiased_preference`).
+position (Zheng et al. 2023, arXiv 2306.05685, "position bias"). Judge both orders: Zheng et al.
+call a winner only when both orders agree (a tie otherwise); Wang et al. 2023 (arXiv 2305.17926,
+balanced position calibration) average the two, as `debiased_preference` does.
 """
 from __future__ import annotations
 

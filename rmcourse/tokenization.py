@@ -39,6 +39,7 @@ import random
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -485,6 +486,26 @@ def pad_batch(
     return batch
 
 
+def _token_ids(value: Any, row: int, key: str) -> list[int]:
+    """A row's token ids as ints; text (a CSV round trip writes lists as strings) and
+    non-integral numbers are refused by name instead of failing inside int()."""
+    if isinstance(value, (str, bytes)):
+        shown = value[:40] + ("..." if len(value) > 40 else "")
+        raise TypeError(f"row {row}: {key!r} is text ({shown!r}), not a list of token ids. A CSV "
+                        "round trip writes lists as strings: keep tokenized pairs in JSONL or "
+                        "parquet, or tokenize the text again with tokenize_pairs")
+    if isinstance(value, (torch.Tensor, np.ndarray)):
+        value = value.tolist()
+    if not hasattr(value, "__iter__"):
+        raise TypeError(f"row {row}: {key!r} must be a list of token ids, got {type(value).__name__}")
+    out = []
+    for x in value:
+        if isinstance(x, bool) or not isinstance(x, (int, np.integer, float, np.floating)) or x != int(x):
+            raise TypeError(f"row {row}: {key!r} holds {x!r}; token ids are whole numbers")
+        out.append(int(x))
+    return out
+
+
 class PairCollator:
     """Collate tokenized pair rows into one stacked batch for a single forward pass.
 
@@ -536,7 +557,7 @@ class PairCollator:
                 key = f"{side}_input_ids"
                 if not isinstance(row, Mapping) or key not in row:
                     raise ValueError(f"row {i} has no {key!r}; tokenize with tokenize_pairs first")
-                ids = [int(x) for x in row[key]]
+                ids = _token_ids(row[key], i, key)
                 if not ids:
                     raise ValueError(f"row {i} has an empty {key!r}")
                 seqs.append(ids)
@@ -545,7 +566,7 @@ class PairCollator:
                     if tkey not in row:
                         raise ValueError(f"row {i} has no {tkey!r} but this tokenizer uses token types; "
                                          "tokenize with tokenize_pairs first")
-                    t = [int(x) for x in row[tkey]]
+                    t = _token_ids(row[tkey], i, tkey)
                     if len(t) != len(ids):
                         raise ValueError(f"row {i}: {tkey!r} and {key!r} differ in length")
                     types.append(t)

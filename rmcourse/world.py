@@ -95,8 +95,10 @@ spread from 0.5 to 3.0 (some careful, some noisy). Every annotator votes on ever
 Splits, novelty and held-out wordings: what the test measures
 -------------------------------------------------------------
 * A prompt's split is a function of its core (crc32 of ``prompt_core`` into 100 buckets: train
-  60, validation 10, test 15, pool 15), whatever the seed and greeting. So no test prompt asks a
-  question a train prompt asks: test prompts are new questions, not new greetings.
+  60, validation 10, test 15, pool 15), whatever the seed and greeting. So no test prompt's
+  wording occurs in train; but a core is a question template filled with a topic, and the other
+  templates of the same topic can land in train, so in-distribution test prompts typically ask
+  train's questions in other words. Only the novel slice (below) asks new questions.
 * Novel topics: about one in five chat topics, harmful requests and benign-scary requests
   (``NOVEL_TOPICS``), two word-problem templates, and arithmetic on bigger numbers (four-digit
   sums and differences, three-digit products) never occur in train, validation or pools. Every

@@ -401,3 +401,13 @@ def test_plackett_luce_batched_stable_and_differentiable():
 def test_plackett_luce_bad_input(rewards, ranking, error, match):
     with pytest.raises(error, match=match):
         plackett_luce_nll(rewards, ranking)
+
+
+def test_aggregated_battles_with_a_count_column_are_refused_not_miscounted():
+    battles = pd.DataFrame({"model_a": ["x", "y"], "model_b": ["y", "x"], "winner": ["a", "a"],
+                            "count": [30, 1]})
+    with pytest.raises(ValueError, match="'count' column.*ONE battle.*index.repeat"):
+        fit_bt(battles)
+    expanded = battles.loc[battles.index.repeat(battles["count"])].drop(columns="count")
+    strengths = fit_bt(expanded)
+    assert strengths["x"] > strengths["y"]  # 30 wins against 1: the counts now weigh

@@ -52,9 +52,38 @@ def naive_nll(s, ia, ib, y):
     return float(-np.sum(y * np.log(expit(d)) + (1 - y) * np.log(expit(-d))))
 
 
-def test_bt_nll_and_grad_checker_accepts(capsys):
-    ok, out = verdict(ch01.check_bt_nll_and_grad, good_nll_and_grad, capsys)
+def torch_float32_nll_and_grad(s, ia, ib, y):
+    # a correct answer a learner may well write: float32 torch, logsigmoid, autograd
+    st = torch.tensor(s, dtype=torch.float32, requires_grad=True)
+    yt = torch.tensor(y, dtype=torch.float32)
+    d = st[torch.as_tensor(ia)] - st[torch.as_tensor(ib)]
+    nll = -(yt * F.logsigmoid(d) + (1 - yt) * F.logsigmoid(-d)).sum()
+    nll.backward()
+    return nll.item(), st.grad.numpy()
+
+
+def float32_numpy_nll_and_grad(s, ia, ib, y):
+    nll, grad = good_nll_and_grad(s.astype(np.float32), ia, ib, y.astype(np.float32))
+    return np.float32(nll), grad.astype(np.float32)
+
+
+@pytest.mark.parametrize("fn", [good_nll_and_grad, torch_float32_nll_and_grad, float32_numpy_nll_and_grad])
+def test_bt_nll_and_grad_checker_accepts(fn, capsys):
+    ok, out = verdict(ch01.check_bt_nll_and_grad, fn, capsys)
     assert ok, out
+
+
+def test_bt_nll_named_mistakes_are_far_beyond_the_float32_tolerance():
+    # the checker's tolerance (1e-5 relative) must sit far below each mistake it names
+    rng = np.random.default_rng(0)  # the checker's own battles
+    s = rng.normal(size=5)
+    ia = rng.integers(5, size=60)
+    ib = (ia + 1 + rng.integers(4, size=60)) % 5
+    y = np.where(rng.random(60) < 0.15, 0.5, (rng.random(60) < 0.6).astype(float))
+    want = nll_value(s, ia, ib, y)
+    ties = y == 0.5
+    for wrong in (-want, want / 60, nll_value(s, ib, ia, y), nll_value(s, ia[~ties], ib[~ties], y[~ties])):
+        assert abs(wrong - want) > 1.0
 
 
 @pytest.mark.parametrize(

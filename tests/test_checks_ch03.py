@@ -244,6 +244,39 @@ def test_training_step_checker(capsys):
     assert not ok and out.startswith("⏳")
 
 
+def _step_with(loss_of):
+    def step(model, batch, optimizer, scheduler, max_grad_norm):
+        optimizer.zero_grad(set_to_none=True)
+        rewards = model(**batch)
+        b = rewards.shape[0] // 2
+        loss = loss_of(rewards[:b], rewards[b:])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        return loss.item()
+    return step
+
+
+def _bce_form(chosen, rejected):
+    from rmcourse.losses import bce_form_loss
+
+    return bce_form_loss(chosen, rejected)
+
+
+# The loss forms chapter 01 teaches as the same number: each must pass (they round differently,
+# and AdamW turns the rounding into small weight differences the checker must tolerate).
+@pytest.mark.parametrize("loss_of", [
+    lambda c, r: F.softplus(-(c - r)).mean(),
+    lambda c, r: F.binary_cross_entropy_with_logits(c - r, torch.ones_like(c)),
+    lambda c, r: torch.nn.BCEWithLogitsLoss()(c - r, torch.ones_like(c)),
+    _bce_form,
+], ids=["softplus", "bce_with_logits", "BCEWithLogitsLoss", "bce_form_loss"])
+def test_training_step_checker_accepts_equivalent_loss_forms(loss_of, capsys):
+    ok, out = verdict(ch03.check_training_step, _step_with(loss_of), capsys)
+    assert ok and out.startswith("✅"), out
+
+
 # --- dead_parameter_count -----------------------------------------------------------------------
 def dead_count(model, batch):
     model.zero_grad(set_to_none=True)

@@ -257,6 +257,17 @@ def test_length_grouped_batches_checker(capsys):
     ok, out = verdict(ch04.check_length_grouped_batches, global_sort_shuffled_order, capsys)
     assert not ok and "only reorders the same batches" in out
 
+    def shuffle_then_stable_global_sort(lengths, bs, seed):  # the second review's gap (N3)
+        order = list(range(len(lengths)))
+        random.Random(seed).shuffle(order)
+        order.sort(key=lambda i: -lengths[i])  # stable: ties keep the shuffled order
+        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        random.Random(seed).shuffle(batches)
+        return batches
+
+    ok, out = verdict(ch04.check_length_grouped_batches, shuffle_then_stable_global_sort, capsys)
+    assert not ok and ("only reorders the same batches" in out or "barely change" in out), out
+
     def sorted_megabatches_in_sorted_order(lengths, bs, seed):  # all long batches first
         batches = length_grouped_batches(lengths, bs, seed=seed)
         return sorted(batches, key=lambda b: -max(lengths[i] for i in b))

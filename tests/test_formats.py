@@ -391,6 +391,15 @@ def test_load_pairs_missing_file_is_named():
         load_pairs(3)
 
 
+def test_load_pairs_missing_local_folder_is_not_called_a_hub_dataset(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    # "data/pairs" has a hub name's shape, but the local folder "data" exists
+    with pytest.raises(FileNotFoundError, match="the folder 'data' exists but holds no 'pairs'"):
+        load_pairs("data/pairs")
+
+
 def test_load_pairs_hub_name_offline_raises_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OfflineError, match="runs offline.*HF_HUB_OFFLINE=0"):

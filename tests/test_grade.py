@@ -143,7 +143,7 @@ def test_verdict_lines_and_judge_without_a_kernel():
             "⏳ third: not implemented yet — replace the `raise NotImplementedError` line.\n")
     assert grade.verdict_lines(text) == [
         ("solved", ""), ("wrong", "the NLL is 3, expected 4\n   yours  mle\nx  1  2"),
-        ("not attempted", "not implemented yet — replace the `raise NotImplementedError` line.")]
+        ("not attempted", "third: not implemented yet — replace the `raise NotImplementedError` line.")]
     nb = nbformat.v4.new_notebook(cells=[
         nbformat.v4.new_markdown_cell("## Exercise 1 · a"),
         nbformat.v4.new_code_cell("def f(): ...", outputs=[nbformat.v4.new_output(
@@ -168,6 +168,30 @@ def test_verdict_lines_and_judge_without_a_kernel():
             if line.startswith("| n.ipynb")] == ["1", "2", "10"]
 
 
+def _printed(source, text):
+    return nbformat.v4.new_code_cell(source, outputs=[nbformat.v4.new_output("stream", name="stdout", text=text)])
+
+
+def test_judge_skips_demonstrations_and_waits_for_other_exercises():
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("## Exercise 4 · a"),
+        _printed("check_f(f);", "✅ f\n"),
+        # the course shows its checker rejecting the learning document's version on purpose
+        _printed("assert check_f(seed_f) is False", "❌ f: seed_f is wrong in this way\n"),
+        # a later cell of this section uses exercise 3's function, which this learner left unsolved
+        _printed("with needs_exercise(3):\n    g()", "⏳ solve exercise 3 first: this cell uses it\n"),
+        nbformat.v4.new_markdown_cell("## Exercise 3 · b"),
+        _printed("check_g(g);", "⏳ g: not implemented yet\n"),
+        nbformat.v4.new_markdown_cell("## Exercise 5 · c"),
+        _printed("check_h(h);\nassert check_h(seed_h) is False", "❌ h: your h is wrong\n❌ h: seed\n"),
+    ])
+    _, cells, _ = grade.exercise_cells(nb)
+    assert grade.judge(nb, cells["4"], "4") == ("solved", "")
+    assert grade.judge(nb, cells["3"], "3") == ("not attempted", "")
+    # a cell that also checks the learner's own function is not a demonstration
+    assert grade.judge(nb, cells["5"], "5") == ("wrong", "your h is wrong")
+
+
 def test_a_hang_after_the_last_exercise_gets_its_own_row(tmp_path):
     room = tmp_path / "room"
     v4 = nbformat.v4
@@ -180,3 +204,15 @@ def test_a_hang_after_the_last_exercise_gets_its_own_row(tmp_path):
                             log=lambda s: None)
     assert [(r.exercise, r.verdict) for r in rows] == [("1", "solved"), ("", "failed to run")]
     assert rows[1].message == "timed out after 4 s (still running cell 3)"
+
+
+def test_the_course_worked_solutions_grade_as_solved():
+    # the committed, executed solutions: every exercise's section must read "solved"
+    from rmcourse.paths import repo_root
+
+    for path in sorted((repo_root() / "solutions").glob("[0-9]*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        _, cells, _ = grade.exercise_cells(nb)
+        assert cells, f"{path.name}: no exercise sections"
+        verdicts = {ex: grade.judge(nb, idx, ex) for ex, idx in cells.items()}
+        assert all(v == ("solved", "") for v in verdicts.values()), (path.name, verdicts)

@@ -2,6 +2,7 @@
 import random
 
 import datasets
+import numpy as np
 import pytest
 import torch
 
@@ -334,3 +335,17 @@ def test_length_sorted_chunks_bad_inputs(tok):
         length_sorted_chunks({**batch, "margin": torch.zeros(1)}, 2)
     with pytest.raises(ValueError, match="no 'attention_mask'"):
         length_sorted_chunks({"input_ids": batch["input_ids"]}, 2)
+
+
+def test_collator_refuses_token_ids_that_a_csv_round_trip_turned_into_text(tok):
+    rows, _ = tokenize_pairs([{"prompt": "Hi?", "chosen": "Hello.", "rejected": "Go away."}], tok, 32)
+    row = dict(rows[0])
+    good = PairCollator(tok)([row])
+    row_np = {k: (np.asarray(v) if k.endswith("_ids") else v) for k, v in row.items()}
+    assert torch.equal(PairCollator(tok)([row_np])["input_ids"], good["input_ids"])  # arrays are fine
+    row["chosen_input_ids"] = str(row["chosen_input_ids"])  # what pandas.read_csv gives back
+    with pytest.raises(TypeError, match="row 0: 'chosen_input_ids' is text.*CSV round trip"):
+        PairCollator(tok)([row])
+    row["chosen_input_ids"] = [101.5, 102]
+    with pytest.raises(TypeError, match="token ids are whole numbers"):
+        PairCollator(tok)([row])

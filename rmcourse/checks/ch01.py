@@ -47,7 +47,7 @@ def _as_array(value: Any, what: str) -> np.ndarray:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.6g}"
+    return f"{x:.8g}"
 
 
 @contextlib.contextmanager
@@ -108,44 +108,47 @@ def check_bt_nll_and_grad(fn: Callable) -> bool:
         y = np.where(rng.random(n) < 0.15, 0.5, (rng.random(n) < 0.6).astype(float))
         nll, grad = call(s, ia, ib, y)
         want = _nll(s, ia, ib, y)
-        if abs(nll + want) < 1e-6:
+        # float32 arithmetic is a correct answer too: its rounding on a sum of 60 terms is about
+        # 1e-6 relative, far below any of the mistakes named below (each moves the NLL by > 1).
+        tol = 1e-5 * max(1.0, abs(want))
+        if abs(nll + want) < tol:
             raise AssertionError("you returned the log-likelihood; a minimiser needs the "
                                  "NEGATIVE log-likelihood (flip the sign)")
-        if abs(nll - want / n) < 1e-6:
+        if abs(nll - want / n) < tol:
             raise AssertionError("you returned the mean over battles; this exercise asks for "
                                  "the sum (same minimiser, but the gradient must match it)")
-        if abs(nll - _nll(s, ib, ia, y)) < 1e-6:
+        if abs(nll - _nll(s, ib, ia, y)) < tol:
             raise AssertionError("y = 1 means model A won: P(A wins) = sigmoid(s[idx_a] - "
                                  "s[idx_b]); you have it the other way round")
         ties = y == 0.5
-        if abs(nll - _nll(s[:], ia[~ties], ib[~ties], y[~ties])) < 1e-6:
+        if abs(nll - _nll(s[:], ia[~ties], ib[~ties], y[~ties])) < tol:
             raise AssertionError("ties (y = 0.5) contribute nothing in your NLL: a tie is half "
                                  "a win for each side, y*(-log P(A)) + (1-y)*(-log P(B))")
-        expect(abs(nll - want) < 1e-6, f"the NLL is {_fmt(nll)} on random battles with ties, "
+        expect(abs(nll - want) < tol, f"the NLL is {_fmt(nll)} on random battles with ties, "
                f"expected {_fmt(want)}")
 
         g_want = _grad(s, ia, ib, y)
-        if np.allclose(grad, -g_want, atol=1e-6):
+        if np.allclose(grad, -g_want, atol=1e-5):
             raise AssertionError("your gradient has the wrong sign: that is the gradient of the "
                                  "log-likelihood. d NLL / d s_a = sigmoid(s_a - s_b) - y")
-        if np.allclose(grad, _grad_buffered(s, ia, ib, y), atol=1e-6):
+        if np.allclose(grad, _grad_buffered(s, ia, ib, y), atol=1e-5):
             raise AssertionError("a model that plays several battles gets only ONE battle's "
                                  "gradient: `grad[idx_a] += g` does not accumulate repeated "
                                  "indices. Use np.add.at or np.bincount(idx, weights, minlength)")
         only_a = np.bincount(ia, expit(s[ia] - s[ib]) - y, minlength=n_models)
-        if np.allclose(grad, only_a, atol=1e-6):
+        if np.allclose(grad, only_a, atol=1e-5):
             raise AssertionError("only model A's strength gets a gradient; every battle also "
                                  "moves model B, by the opposite amount")
-        if np.allclose(grad, g_want / n, atol=1e-8):
+        if np.allclose(grad, g_want / n, rtol=1e-4, atol=1e-7):
             raise AssertionError("your gradient is the mean's (divided by the number of "
                                  "battles) while the NLL is the sum: they must match")
-        expect(abs(grad.sum()) < 1e-6, f"the gradient sums to {grad.sum():.4g}; it must sum to 0 "
+        expect(abs(grad.sum()) < 1e-4, f"the gradient sums to {grad.sum():.4g}; it must sum to 0 "
                "(adding a constant to every strength changes nothing)")
-        expect(np.allclose(grad, g_want, atol=1e-6), f"gradient {np.round(grad, 4).tolist()} is "
+        expect(np.allclose(grad, g_want, atol=1e-5), f"gradient {np.round(grad, 4).tolist()} is "
                f"wrong, expected {np.round(g_want, 4).tolist()}")
 
         nll5, grad5 = call(s + 5.0, ia, ib, y)
-        expect(abs(nll5 - want) < 1e-6, "adding 5 to every strength changed the NLL: it must "
+        expect(abs(nll5 - want) < tol, "adding 5 to every strength changed the NLL: it must "
                "depend on differences only")
         big = np.array([1000.0, -1000.0])
         ia2, ib2, y2 = np.array([0, 1]), np.array([1, 0]), np.array([1.0, 1.0])
@@ -153,7 +156,7 @@ def check_bt_nll_and_grad(fn: Callable) -> bool:
         want_big = _nll(big, ia2, ib2, y2)
         expect(math.isfinite(nll_big), f"for strengths +-1000 the NLL is {nll_big}: -log "
                "sigmoid(d) must be computed without exp overflow (np.logaddexp(0, -d))")
-        expect(abs(nll_big - want_big) < 1e-6 * want_big, f"for strengths +-1000 the NLL is "
+        expect(abs(nll_big - want_big) < 1e-5 * want_big, f"for strengths +-1000 the NLL is "
                f"{_fmt(nll_big)}, expected {_fmt(want_big)}")
         expect(np.isfinite(grad_big).all(), "for strengths +-1000 the gradient is not finite: "
                "use scipy.special.expit for the sigmoid")

@@ -395,6 +395,23 @@ def _same_state(a: dict, b: dict, atol: float = 1e-6) -> bool:
     return all(torch.allclose(a[k].float(), b[k].float(), atol=atol) for k in a)
 
 
+# Two runs count as the same update when their final weights differ by less than 5% of the
+# reference run's total update (L2 over every weight). Equivalent loss forms (softplus(-d),
+# BCE-with-logits on all-ones labels, -logsigmoid(d)) round differently, and AdamW turns that
+# rounding into steps of up to the learning rate on weights whose gradient is near 0: measured
+# 0.6-0.7% of the update on this replay, while each named mistake moves the weights by 25% or
+# more (the summed loss, which AdamW's scale invariance hides from the weights, is told apart by
+# its logged loss).
+UPDATE_RTOL = 0.05
+
+
+def _same_update(a: dict, b: dict, start: dict, rtol: float = UPDATE_RTOL) -> bool:
+    keys = [k for k in b if b[k].is_floating_point()]
+    gap = sum(float(((a[k].float() - b[k].float()) ** 2).sum()) for k in keys) ** 0.5
+    size = sum(float(((b[k].float() - start[k].float()) ** 2).sum()) for k in keys) ** 0.5
+    return gap <= rtol * size
+
+
 def check_training_step(fn: Callable) -> bool:
     """Exercise: training_step(model, batch, optimizer, scheduler, max_grad_norm) -> the loss
     (a float) of ONE optimizer step: forward on the stacked batch, mean Bradley-Terry loss,
@@ -412,15 +429,16 @@ def check_training_step(fn: Callable) -> bool:
         def same_losses(a, b):
             return all(abs(x - y) < 1e-5 for x, y in zip(a, b))
 
-        right_state = _same_state(state, replay["state"])
+        start = replay["model"].state_dict()
+        right_state = _same_update(state, replay["state"], start)
         if right_state and same_losses(losses, replay["losses"]):
             return
-        untouched = _same_state(state, replay["model"].state_dict(), atol=0.0)
+        untouched = _same_state(state, start, atol=0.0)
         expect(not untouched, "the weights never changed: call loss.backward() and "
                               "optimizer.step() inside training_step")
         for mistake, message in _MISTAKES.items():
             wrong_losses, wrong_state = _mistake_run(mistake)
-            if _same_state(state, wrong_state) and same_losses(losses, wrong_losses):
+            if _same_update(state, wrong_state, start) and same_losses(losses, wrong_losses):
                 raise AssertionError(message)
         if right_state:
             step = next(i for i, (g, w) in enumerate(zip(losses, replay["losses"]))

@@ -7,6 +7,7 @@ tokenizer and a few preference-world pairs, so they run in about a second and co
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 from typing import Any, Callable
 
@@ -361,7 +362,9 @@ def check_length_grouped_batches(fn: Callable) -> bool:
         from rmcourse.tokenization import padding_fraction
 
         rng = random.Random(1)
-        lengths = [rng.randint(20, 300) for _ in range(1003)]  # 5 mega-batches of 50 x 4
+        # distinct lengths (5 mega-batches of 50 x 4, plus 3): with ties, a global sort of
+        # shuffled rows would let the seed reorder equal lengths and pass for "different batches"
+        lengths = rng.sample(range(20, 3000), 1003)
         bs = 4
         batches = fn(lengths, bs, 0)
         expect(batches is not None, "length_grouped_batches returned None: did you forget `return`?")
@@ -391,6 +394,13 @@ def check_length_grouped_batches(fn: Callable) -> bool:
                "a different seed only reorders the same batches: the same rows meet in every "
                "epoch. Shuffle the rows BEFORE sorting, and sort within mega-batches of "
                "50 x batch_size, not the whole data set at once")
+        pairs_0 = {frozenset(p) for b in batches for p in itertools.combinations(b, 2)}
+        pairs_1 = {frozenset(p) for b in other for p in itertools.combinations(b, 2)}
+        recurring = len(pairs_0 & pairs_1) / max(1, len(pairs_0))
+        expect(recurring < 0.25,
+               f"{recurring:.0%} of the row pairs that share a batch share one again with another "
+               "seed: batches barely change between epochs. Sort within mega-batches of "
+               "50 x batch_size drawn at random, not the whole data set at once")
         widths = [max(lengths[i] for i in b) for b in batches]
         expect(any(b > a for a, b in zip(widths, widths[1:])),
                "the batches run from longest to shortest over the whole epoch: training would see "
