@@ -705,6 +705,15 @@ def _read_json(path: Path, text: str) -> list[dict]:
                          f"column {err.colno})") from None
     if isinstance(doc, list):
         return _json_rows(doc, path, "item")
+    if (isinstance(doc, dict) and doc and all(isinstance(v, list) and v for v in doc.values())
+            and all(isinstance(item, dict) for v in doc.values() for item in v)
+            and all(_names_a_split(str(k)) for k in doc)):
+        # {"train": [rows], "test": [rows]}: splits, not columns (each value is a list of rows)
+        counts = ", ".join(f"{k!r}: {len(v)} rows" for k, v in doc.items())
+        raise ValueError(f"'{path.name}' holds splits as keys ({counts}), not one table of rows: "
+                         "a file is one split. Save each split to its own file (train.jsonl, "
+                         "test.jsonl) in a folder and pass the folder with split=..., or pass "
+                         "one split's rows")
     if isinstance(doc, dict) and doc and all(isinstance(v, list) for v in doc.values()):
         sizes = {len(v) for v in doc.values()}
         if len(sizes) != 1:

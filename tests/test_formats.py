@@ -446,3 +446,13 @@ def test_load_pairs_csv_parquet_and_directory(tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no .* files in directory"):
         load_pairs(empty)
+
+
+def test_a_json_file_of_splits_is_named_as_such(tmp_path):
+    row = {"prompt": "a", "chosen": "b", "rejected": "c"}
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps({"train": [row, row], "test": [row]}))
+    with pytest.raises(ValueError, match=r"holds splits as keys \('train': 2 rows, 'test': 1 rows\).*one split"):
+        load_pairs(path)
+    path.write_text(json.dumps({"prompt": ["a"], "chosen": ["b"], "rejected": ["c"]}))  # columns: fine
+    assert load_pairs(path)["chosen"] == ["b"]
