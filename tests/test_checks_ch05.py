@@ -123,7 +123,13 @@ def test_ece(capsys):
                    for b in range(n_bins) if (idx == b).any())
 
     ok, out = verdict(ch05.check_expected_calibration_error, zero_one, capsys)
-    assert not ok and "[0.5, 1]" in out
+    assert not ok and "[0.5, 1]" in out and "global gap" not in out
+
+    def global_gap(confidence, correct, n_bins=10):  # no bins at all (the review's N19)
+        return float(abs(correct.mean() - confidence.mean()))
+
+    ok, out = verdict(ch05.check_expected_calibration_error, global_gap, capsys)
+    assert not ok and "one global gap" in out
 
 
 # --- fit_temperature ----------------------------------------------------------------------------

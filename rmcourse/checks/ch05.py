@@ -114,6 +114,16 @@ def check_expected_calibration_error(fn: Callable) -> bool:
     """Exercise: expected_calibration_error(confidence, correct, n_bins) on bins over [0.5, 1]."""
 
     def test() -> None:
+        # a probe where one global gap, bins over [0, 1] and bins over [0.5, 1] all differ
+        conf, right = np.array([0.55, 0.7, 0.95]), np.array([0.0, 1.0, 1.0])
+        got = _number(fn(conf, right, 4), "expected_calibration_error")
+        if abs(got - abs(right.mean() - conf.mean())) < 1e-9:
+            raise AssertionError("you computed one global gap |mean(correct) - mean(confidence)|; "
+                                 "bin the confidences (n_bins equal bins on [0.5, 1]) and average "
+                                 "each bin's gap, weighted by its share of the pairs")
+        if abs(got - 0.1) < 1e-9:  # 4 bins on [0, 1]: only the two upper bins are ever used
+            raise AssertionError("the bins span [0, 1]; a predicted side's confidence is always "
+                                 ">= 0.5, so use n_bins equal bins on [0.5, 1]")
         got = _number(fn(np.array([0.6, 0.6, 0.9]), np.array([1.0, 1.0, 0.0]), 2),
                       "expected_calibration_error")
         want = 2 / 3 * 0.4 + 1 / 3 * 0.9

@@ -128,8 +128,8 @@ def check_early_stopping(fn: Callable) -> bool:
                     raise AssertionError(f"{where}: you trained all {n} epochs; stop once `patience` "
                                          "epochs in a row brought no improvement")
                 if n == want_trained + 1:
-                    raise AssertionError(f"{where}: you trained {n} epochs, one too many: stop right "
-                                         f"after the {patience}-th epoch in a row without improvement")
+                    raise AssertionError(f"{where}: you trained {n} epochs, one too many: stop as soon "
+                                         f"as {patience} epochs in a row have brought no improvement")
                 if n == want_trained - 1:
                     raise AssertionError(f"{where}: you trained {n} epochs, one too few: `patience` "
                                          "epochs without improvement are allowed before stopping")
