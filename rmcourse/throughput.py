@@ -532,6 +532,13 @@ class CompiledRewardModel(torch.nn.Module):
         hf = getattr(reward_model, "hf", None)
         if not isinstance(hf, torch.nn.Module):
             raise TypeError("reward_model must be an rmcourse RewardModel (with a .hf backbone)")
+        pooling = getattr(reward_model, "pooling", None)
+        if pooling == "mean":
+            # the compiled module is the transformers model, whose own head reads one token: a
+            # mean-pooled RewardModel would be timed (and scored) as a different model
+            raise ValueError("CompiledRewardModel compiles the transformers model with its own head "
+                             "(one token's features); this RewardModel uses pooling='mean', which "
+                             "that head does not compute")
         self.compiled = torch.compile(hf, backend=backend, fullgraph=True, dynamic=False)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,

@@ -356,6 +356,13 @@ def test_compiled_model_makes_one_graph_per_padded_width_and_never_breaks(tiny):
     model.zero_grad(set_to_none=True)
     with pytest.raises(TypeError, match="RewardModel"):
         CompiledRewardModel(torch.nn.Linear(2, 2))
+    pooling = model.pooling
+    try:
+        model.pooling = "mean"  # the head transformers compiles reads one token, not the mean
+        with pytest.raises(ValueError, match="pooling='mean'"):
+            CompiledRewardModel(model, backend="eager")
+    finally:
+        model.pooling = pooling
 
 
 def test_measure_training_runs_bf16_autocast_on_cpu(tiny):
