@@ -95,6 +95,10 @@ def test_bt_nll_named_mistakes_are_far_beyond_the_float32_tolerance():
         (lambda s, ia, ib, y: (nll_value(s, ib, ia, y), nll_grad(s, ia, ib, y)), "other way round"),
         (lambda s, ia, ib, y: (nll_value(s, ia[y != 0.5], ib[y != 0.5], y[y != 0.5]),
                                nll_grad(s, ia, ib, y)), "ties"),
+        (lambda s, ia, ib, y: (nll_value(s, ia, ib, np.where(y == 0.5, 1.0, y)), nll_grad(s, ia, ib, y)),
+         "win for model A"),
+        (lambda s, ia, ib, y: (nll_value(s, ia, ib, np.where(y == 0.5, 0.0, y)), nll_grad(s, ia, ib, y)),
+         "win for model B"),
         (lambda s, ia, ib, y: (nll_value(s, ia, ib, y), -nll_grad(s, ia, ib, y)), "wrong sign"),
         (lambda s, ia, ib, y: (nll_value(s, ia, ib, y), buffered_grad(s, ia, ib, y)),
          "np.add.at"),
@@ -291,6 +295,21 @@ def linear_fit(xc, xr, steps=300, lr=0.1, opt="adam", sign=1.0, intercept=False)
     return sign * w.detach()
 
 
+def pointwise_fit(xc, xr, intercept=False, steps=400, lr=0.1):
+    """The 'classifier' mistake: chosen = 1, rejected = 0, each response scored alone."""
+    x = torch.cat([xc, xr])
+    y = torch.cat([torch.ones(len(xc)), torch.zeros(len(xr))]).to(xc.dtype)
+    w = torch.zeros(x.shape[1], dtype=x.dtype, requires_grad=True)
+    b = torch.zeros((), dtype=x.dtype, requires_grad=intercept)
+    optim = torch.optim.Adam([w, b] if intercept else [w], lr=lr)
+    for _ in range(steps):
+        loss = F.binary_cross_entropy_with_logits(x @ w + b, y)
+        optim.zero_grad()
+        loss.backward()
+        optim.step()
+    return w.detach()
+
+
 def test_linear_reward_checker_accepts(capsys):
     ok, out = verdict(ch01.check_linear_reward, linear_fit, capsys)
     assert ok, out
@@ -303,6 +322,8 @@ def test_linear_reward_checker_accepts(capsys):
         (lambda xc, xr: linear_fit(xc, xr, steps=5), "not converged"),
         (lambda xc, xr: linear_fit(xc, xr, opt="adamw"), "weight_decay=0"),
         (lambda xc, xr: linear_fit(xc, xr, intercept=True), "intercept"),
+        (lambda xc, xr: pointwise_fit(xc, xr), "POINTWISE"),
+        (lambda xc, xr: pointwise_fit(xc, xr, intercept=True), "POINTWISE"),
         (lambda xc, xr: linear_fit(xc, xr, lr=1e6, steps=3) * float("nan"), "not finite"),
         (lambda xc, xr: None, "return"),
     ],

@@ -329,6 +329,12 @@ def test_binarise_checker_rejects_typical_mistakes(capsys):
     ok, out = verdict(ch02.check_binarise_ratings, make_binarise(pick_chosen=lambda s: 0), capsys)
     assert not ok and "highest score" in out
 
+    def last_of_tied_best(scores):  # a `>=` scan keeps the last of the tied best
+        return max(k for k, s in enumerate(scores) if s == max(scores))
+
+    ok, out = verdict(ch02.check_binarise_ratings, make_binarise(pick_chosen=last_of_tied_best), capsys)
+    assert not ok and "the LAST of the two best" in out
+
     def swapped(rows, seed=0):  # sorted ascending and took the ends the wrong way round
         rng = np.random.default_rng(seed)
         pairs, dropped = [], 0

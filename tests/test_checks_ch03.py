@@ -196,7 +196,10 @@ def test_training_step_checker(capsys):
         def step(model, batch, optimizer, scheduler, max_grad_norm):
             if not mistakes.get("no_zero"):
                 optimizer.zero_grad(set_to_none=True)
-            rewards = model(**batch)
+            if mistakes.get("no_token_type_ids"):
+                rewards = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+            else:
+                rewards = model(**batch)
             b = rewards.shape[0] // 2
             chosen, rejected = rewards[:b], rewards[b:]
             if mistakes.get("interleave"):
@@ -233,6 +236,7 @@ def test_training_step_checker(capsys):
         "interleave": "B chosen rows first",
         "no_step": "weights never changed",
         "loss_after": "computed before the update",
+        "no_token_type_ids": "token_type_ids",
     }
     for mistake, words in expectations.items():
         ok, out = verdict(ch03.check_training_step, variant(**{mistake: True}), capsys)
@@ -262,6 +266,27 @@ def _bce_form(chosen, rejected):
     from rmcourse.losses import bce_form_loss
 
     return bce_form_loss(chosen, rejected)
+
+
+def _two_forwards(model, batch, optimizer, scheduler, max_grad_norm):
+    """Chosen and rejected halves through the model separately: the same step (dropout is off)."""
+    optimizer.zero_grad(set_to_none=True)
+    b = batch["input_ids"].shape[0] // 2
+    chosen = model(**{k: v[:b] for k, v in batch.items()})
+    rejected = model(**{k: v[b:] for k, v in batch.items()})
+    loss = -F.logsigmoid(chosen - rejected).mean()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return loss.item()
+
+
+def test_training_step_checker_accepts_two_forwards(capsys):
+    # Slower, but not wrong: with dropout off, two forwards over the halves of the stacked batch
+    # give the same rewards (the halves keep the batch's padding), so the checker must pass it.
+    ok, out = verdict(ch03.check_training_step, _two_forwards, capsys)
+    assert ok and out.startswith("✅"), out
 
 
 # The loss forms chapter 01 teaches as the same number: each must pass (they round differently,

@@ -124,6 +124,11 @@ def check_bt_nll_and_grad(fn: Callable) -> bool:
         if abs(nll - _nll(s[:], ia[~ties], ib[~ties], y[~ties])) < tol:
             raise AssertionError("ties (y = 0.5) contribute nothing in your NLL: a tie is half "
                                  "a win for each side, y*(-log P(A)) + (1-y)*(-log P(B))")
+        for side, value in (("A", 1.0), ("B", 0.0)):
+            if abs(nll - _nll(s, ia, ib, np.where(ties, value, y))) < tol:
+                raise AssertionError(f"your NLL counts a tie (y = 0.5) as a win for model {side}: a tie "
+                                     "is half a win for each side, y*(-log P(A)) + (1-y)*(-log P(B)) "
+                                     "with y = 0.5 (a test like `y > 0` or `y >= 0.5` rounds it)")
         expect(abs(nll - want) < tol, f"the NLL is {_fmt(nll)} on random battles with ties, "
                f"expected {_fmt(want)}")
 
@@ -374,6 +379,25 @@ def _linear_data(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return xc, xr
 
 
+def _pointwise_fit(xc: torch.Tensor, xr: torch.Tensor, intercept: bool) -> np.ndarray:
+    """Feature weights of logistic regression with chosen = 1, rejected = 0 (a named mistake)."""
+    x = torch.cat([xc, xr])
+    y = torch.cat([torch.ones(len(xc)), torch.zeros(len(xr))]).double()
+    if intercept:
+        x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    w = torch.zeros(x.shape[1], dtype=x.dtype, requires_grad=True)
+    opt = torch.optim.LBFGS([w], max_iter=200, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.binary_cross_entropy_with_logits(x @ w, y)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy()[: xc.shape[1]]
+
+
 def check_linear_reward(fn: Callable) -> bool:
     """Exercise 5: fit_linear_reward(X_chosen, X_rejected) -> weights [k] of r = X @ w."""
 
@@ -395,6 +419,14 @@ def check_linear_reward(fn: Callable) -> bool:
         if cos < -0.9:
             raise AssertionError("the weights have the wrong sign: the chosen response must get "
                                  "the higher reward, loss = pairwise_loss(X_c @ w, X_r @ w)")
+        for intercept in (False, True):
+            pointwise = _pointwise_fit(xc, xr, intercept)
+            if np.abs(w - pointwise).max() < 0.02 and np.abs(pointwise - ref).max() > 0.05:
+                raise AssertionError(
+                    "these are the weights of a POINTWISE classifier: every chosen response labelled 1 "
+                    "and every rejected one 0, each scored alone (the 'classifier' reading of seed "
+                    "erratum 18). A reward model compares the two responses of a pair: minimise "
+                    "-log sigmoid(X_c @ w - X_r @ w) over the pairs")
         wt = torch.tensor(w, dtype=torch.float64, requires_grad=True)
         F.softplus(-(xc - xr) @ wt).mean().backward()
         grad = wt.grad.numpy()

@@ -391,6 +391,11 @@ def check_binarise_ratings(fn: Callable[..., tuple[Any, Any]]) -> bool:
         expect(clear["chosen"] == "c1", f"for scores [6, 9, 3, 7] chosen is {clear['chosen']!r}, expected "
                                         "'c1' (score 9): chosen is the completion with the highest score, "
                                         "wherever it sits in the list")
+        top_tie = next(p for p in pairs if p["prompt"] == "top tie")
+        if top_tie["chosen"] == "u2":
+            raise AssertionError("for scores [8, 2, 8, 4] chosen is 'u2', the LAST of the two best: on a tie "
+                                 "at the top the spec takes the first one, as max() and np.argmax pick it "
+                                 "(a reversed scan or `>=` while looping keeps the last)")
         # 2. Many rows: properties of every pair and of the random draw.
         rows = _rated_rows(900, seed=1)
         pairs, n_dropped = call(rows, seed=0)

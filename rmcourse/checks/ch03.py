@@ -328,6 +328,8 @@ def _reference_step(model, batch, optimizer, scheduler, max_grad_norm, mistake=N
     """The right training step, or one with a named `mistake` (to recognise the learner's)."""
     if mistake != "no zero_grad":
         optimizer.zero_grad(set_to_none=True)
+    if mistake == "no token_type_ids":
+        batch = {k: v for k, v in batch.items() if k != "token_type_ids"}
     rewards = model(**batch)
     b = rewards.shape[0] // 2
     chosen, rejected = rewards[:b], rewards[b:]
@@ -360,6 +362,9 @@ _MISTAKES = {
     "sign": "the loss rewards the wrong side: -logsigmoid(r_chosen - r_rejected), chosen first",
     "sum": "you summed the per-pair losses; the trainer takes their mean, so the step does not "
            "grow with the batch size",
+    "no token_type_ids": "the model never saw the batch's token_type_ids, so every token sat in "
+                         "segment 0: the response's segment embedding got no gradient and the weights "
+                         "drift although the losses look right. Pass the whole batch: model(**batch)",
     "interleaved": "chosen and rejected are not interleaved: the batch holds the B chosen rows "
                    "first, then the B rejected rows (rewards[:B], rewards[B:])",
 }
