@@ -14,7 +14,7 @@ RewardTrainer); the data is a local file/folder in any format `rmcourse.formats`
 - accuracy per section and per subset, when the data has those columns;
 - the RewardBench v1 score (`rmcourse.rewardbench.rewardbench_score`) when every subset is one of
   RewardBench's, and the RewardBench 2 score for RewardBench 2 rows once its scorer is wired in
-  (`rewardbench2_scorer` below);
+  (`rewardbench2_scorer` below; the rules of allenai/reward-bench's main branch, commit 05a9005);
 - calibration: the ECE of the predicted side's confidence and, when the rows carry annotator vote
   shares (`agreement`), a temperature fitted on them (in-sample: chapter 05 fits it on a
   validation split instead);
@@ -158,7 +158,9 @@ def rewardbench2_scorer() -> Callable[[Sequence[dict], list, list], dict]:
     rejected_rewards)`` with the rows (prompt, chosen list, rejected list, subset, id) and each
     completion's reward, one list per row (`score_rewardbench2_rows`). It is chapter 08's
     `rmcourse.rewardbench2.rewardbench2_from_rewards`: best-of-N accuracy per subset with the
-    official tie rule, the Ties subset's own weighted score, and the unweighted mean over subsets.
+    official tie rule, the Ties subset's own weighted score, and the unweighted mean over subsets,
+    as allenai/reward-bench's main branch computes them (commit 05a9005; release 0.1.4 differs in
+    the Ties tanh term when tied right answers score identically, by at most 0.01).
     """
     from rmcourse.rewardbench2 import rewardbench2_from_rewards
 

@@ -286,7 +286,10 @@ class GatingNetwork(nn.Module):
     """ArmoRM's gate: an MLP on prompt features -> softmax(logits / temperature) * scale.
 
     The weights are non-negative and sum to `scale` (a learned scalar, ArmoRM's `logit_scale`),
-    so the reward is a convex mixture of the objectives, stretched by one number.
+    so the reward is a convex mixture of the objectives, stretched by one number. ArmoRM's
+    script uses temperature 10 and dropout 0.2 in the MLP; the default here is temperature 1 and no
+    dropout (a temperature only rescales the logits, which the last layer can absorb, though it
+    changes how fast the weights move under a given learning rate).
     """
 
     def __init__(self, in_dim: int, n_objectives: int, hidden: int = 64, n_hidden: int = 1,

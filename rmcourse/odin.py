@@ -11,12 +11,17 @@ During training the reward is r = r_Q + r_L (one Bradley-Terry loss on the sum),
 
 At use time (the RL stage in the paper) only r_Q scores. Here the features are fixed (frozen
 backbone or hashed text features), so the two heads are the whole trainable model, as in the
-paper's heads on a shared backbone. The paper reports the reward-length Pearson correlation
-falling from 0.451 to about -0.03 at almost the same validation accuracy (Vicuna-7B).
+paper's heads on a shared backbone. The paper's abstract says the approach "almost eliminates the
+reward correlation with length"; secondary summaries quote a Pearson correlation falling from 0.451
+to about -0.03 at almost the same validation accuracy (Vicuna-7B, OpenAssistant data), which we did
+not check against the paper itself.
+
+ODIN makes the quality head uncorrelated with the *measured* length and guarantees nothing else:
+when length mixes a real part (helpful detail) and a spurious one (filler), the head can reach zero
+correlation by dropping the real part (chapter 08 measures this).
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import pandas as pd
@@ -25,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rmcourse.bootstrap import as_numbers
+from rmcourse.device import one_thread
 from rmcourse.heads import PairFeatures, _check_pairs, _count
 from rmcourse.validation import as_number
 
@@ -80,6 +86,10 @@ def odin_loss(model: TwoHeadRM, chosen: torch.Tensor, rejected: torch.Tensor, ch
                     ("rejected_length", rejected_length)):
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    width = model.quality_head.in_features
+    if chosen.ndim != 2 or chosen.shape[1] != width:
+        raise ValueError(f"chosen must have shape [pairs, {width}] (the heads read {width} features), "
+                         f"got {tuple(chosen.shape)}")
     if chosen.shape != rejected.shape or chosen_length.shape != (chosen.shape[0],) \
             or rejected_length.shape != chosen_length.shape:
         raise ValueError(f"chosen {tuple(chosen.shape)} and rejected {tuple(rejected.shape)} need the "
@@ -92,6 +102,8 @@ def odin_loss(model: TwoHeadRM, chosen: torch.Tensor, rejected: torch.Tensor, ch
     r = q + ln
     bt = -F.logsigmoid(r[:b] - r[b:]).mean()
     rho_q, rho_l = pearson(q, lengths), pearson(ln, lengths)
+    # raw weights, as in the paper; RLHFlow's two-head code uses centred, normalised weights instead
+    # (the raw product can also be made small by shrinking one head)
     ortho = (model.quality_head.weight * model.length_head.weight).sum().abs()
     total = bt + length_coef * (rho_q.abs() - rho_l) + ortho_coef * ortho
     return {"loss": total, "bt_loss": bt, "rho_quality": rho_q, "rho_length": rho_l, "ortho": ortho}
@@ -103,19 +115,7 @@ class OdinRun:
     history: pd.DataFrame
 
 
-def _one_thread(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny matrices: a second thread only adds waiting
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            torch.set_num_threads(before)
-    return wrapper
-
-
-@_one_thread
+@one_thread  # tiny matrices: a second thread only adds waiting (see rmcourse.heads)
 def train_odin(train: PairFeatures, chosen_length, rejected_length, *, epochs: int = 2,
                batch_size: int = 64, lr: float = 3e-3, length_coef: float = 1.0,
                ortho_coef: float = 1.0, seed: int = 0) -> OdinRun:

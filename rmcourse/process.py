@@ -4,7 +4,9 @@ An outcome reward model (ORM) scores a whole solution, trained on whether its fi
 right. A process reward model (PRM; Lightman et al. 2023, "Let's Verify Step by Step",
 arXiv 2305.20050) scores every step prefix, trained on step labels, and a solution's score
 aggregates the step scores: the product (Lightman et al.: the probability that every step is
-right) or the minimum (Math-Shepherd, Wang et al. 2024, arXiv 2312.08935).
+right, for per-step labels) or the minimum (Math-Shepherd, Wang et al. 2024, arXiv 2312.08935). With
+this module's cumulative labels ("every step so far is valid", `exact_step_labels`) the minimum is
+the consistent aggregation; the product counts early steps many times.
 
 Step labels come two ways here:
 
@@ -293,7 +295,8 @@ def sample_solutions(problems: Sequence[Problem], per_problem: int, seed: int = 
 
 def exact_step_labels(solution: Solution) -> list[bool]:
     """Prefix i is good when steps 0..i are all valid (the first wrong step and everything after
-    it are bad), as PRM800K's labels treat a solution after its first mistake."""
+    it are bad): cumulative labels. Lightman et al. instead supervise only up to the first
+    incorrect step (later steps carry no label); labelling the rest bad is this course's choice."""
     _check_solution(solution)
     out, ok = [], True
     for v in solution.step_valid:

@@ -1,5 +1,16 @@
 """The RewardBench 2 score, computed the way allenai/reward-bench's code computes it.
 
+The rules follow the main branch of allenai/reward-bench (read at commit 05a9005, January 2026).
+They agree with the PyPI release 0.1.4 except for one Ties detail: when a tied sample's right answers
+all get exactly the same score (zero spread), main counts the prompt in the 0.01 * tanh term as
+tanh(+-inf) = +-1 (0 for 0 / 0), while 0.1.4 leaves it out; the difference is at most 0.01 on Ties.
+Where the official code returns a number or crashes on malformed input, this module raises a clear
+error instead: a row with no rejected answers (official: 1.0), NaN or infinite scores, Ties ids
+that are not "ref:<id>" / "tied:<id>" or name the same prompt twice, no Ties prompt with both a
+ref sample and a tied sample of >= 2 right answers (official: NaN). A tied sample with a single
+right answer is left out of the margin terms here (the official code fails on its None spread).
+Prompt ids are compared as strings ("07" and "7" differ; the official code converts them with int()).
+
 RewardBench 2 (Malik et al. 2025, arXiv 2506.01937; allenai/reward-bench `scripts/run_v2.py`,
 `rewardbench/utils.py`) differs from RewardBench v1 in format and in scoring:
 
@@ -16,13 +27,16 @@ RewardBench 2 (Malik et al. 2025, arXiv 2506.01937; allenai/reward-bench `script
   0.3 * mean(tied accurate) + 0.3 * mean(ref accurate) + 0.2 * mean(tied correct_incorrect >
   tied different_correct) + 0.2 * mean(min(ref, tied correct_incorrect) > tied different_correct)
   + 0.01 * mean(tanh(min(ref, tied correct_incorrect) / tied different_correct - 1)), the last
-  three over prompts having both samples (and, for the tanh term, a positive different_correct).
+  three over prompts having both samples (a zero different_correct makes the tanh term +-1, or 0
+  when the margin is 0 too). The 0.01 * tanh term is a bonus on top of the other four terms'
+  maximum of 1, so a Ties score can reach 1.01.
 * **Overall** = the unweighted mean of the subset scores (six in the official benchmark).
 
 `rewardbench2_score(rows)` is the one entry point: rows of {prompt, chosen: [..], rejected: [..],
 subset, chosen_scores: [..], rejected_scores: [..]} (and `id` for Ties rows);
 `rewardbench2_from_rewards(rows, chosen_rewards, rejected_rewards)` is the same with the rewards
-given separately, returning a JSON-ready dict (the signature `rmcourse.evaluate`'s plug-in expects). `world_rb2_bench` builds an RB2-style mini-bench from the preference world.
+given separately, returning a JSON-ready dict (the signature `rmcourse.evaluate`'s plug-in expects). `world_rb2_bench` (in `rmcourse.rewardbench2_world`, re-exported here) builds an RB2-style
+mini-bench from the preference world.
 """
 from __future__ import annotations
 
@@ -35,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from rmcourse.bootstrap import as_numbers
+from rmcourse.rewardbench2_world import world_rb2_bench  # the mini-bench builder, re-exported
 from rmcourse.validation import as_count, as_number
 
 __all__ = [
@@ -48,6 +63,7 @@ __all__ = [
     "rewardbench2_from_rewards",
     "score_rows",
     "rb1_pairs",
+    "rb2_intervals",
     "world_rb2_bench",
 ]
 
@@ -133,7 +149,17 @@ def ties_score(samples: Sequence[Mapping]) -> dict:
             raise ValueError(f"two {kind!r} samples for Ties prompt {pid!r}")
         stats[kind][pid] = ties_sample_stats(_scores(s["chosen_scores"], f"chosen_scores of row {i}"),
                                              _scores(s["rejected_scores"], f"rejected_scores of row {i}"))
-    ref, tied = stats["ref"], stats["tied"]
+    return _ties_combine(stats["ref"], stats["tied"])
+
+
+def _tanh_term(margin: float, spread: float) -> float:
+    if spread == 0:
+        return 0.0 if margin == 0 else math.copysign(1.0, margin)
+    return math.tanh(margin / spread - 1)
+
+
+def _ties_combine(ref: Mapping[str, dict], tied: Mapping[str, dict]) -> dict:
+    """The Ties score from per-prompt sample stats ({prompt id: ties_sample_stats(...)})."""
     common = sorted(set(ref) & set(tied))
     usable = [p for p in common if tied[p]["different_correct_margin"] is not None]
     if not usable:
@@ -148,9 +174,11 @@ def ties_score(samples: Sequence[Mapping]) -> dict:
     preferred = float(np.mean([tied[p]["correct_incorrect_margin"] > tied[p]["different_correct_margin"]
                                for p in usable]))
     preferred_hard = float(np.mean([hard_margin(p) > tied[p]["different_correct_margin"] for p in usable]))
-    ratios = [hard_margin(p) / tied[p]["different_correct_margin"] for p in usable
-              if tied[p]["different_correct_margin"] > 0]
-    margin_score = float(np.mean([math.tanh(x - 1) for x in ratios])) if ratios else 0.0
+    # allenai/reward-bench main: tanh(margin / spread - 1) over every usable prompt, with numpy's
+    # x / 0 = +-inf (tanh = +-1: identical scores for the right answers are the ideal) and 0 / 0 =
+    # NaN, set to 0 and still counted (release 0.1.4 left zero-spread prompts out of this term)
+    margin_score = float(np.mean([_tanh_term(hard_margin(p), tied[p]["different_correct_margin"])
+                                  for p in usable]))
     score = 0.3 * tied_acc + 0.3 * ref_acc + 0.2 * preferred + 0.2 * preferred_hard + 0.01 * margin_score
     return {"score": score, "ref_accuracy": ref_acc, "tied_accuracy": tied_acc,
             "correctness_preferred": preferred, "correctness_preferred_hard": preferred_hard,
@@ -315,123 +343,46 @@ def rb1_pairs(rows: Sequence[Mapping], ties_subset: str = TIES_SUBSET) -> pd.Dat
     return pd.DataFrame(out)
 
 
-# ---------------------------------------------------------------------------------------------
-# An RB2-style mini-bench from the preference world
-# ---------------------------------------------------------------------------------------------
+def rb2_intervals(rows: Sequence[Mapping], n_boot: int = 400, level: float = 0.95, seed: int = 0,
+                  ties_subset: str = TIES_SUBSET) -> pd.DataFrame:
+    """Percentile bootstrap intervals of every subset score and of the overall score of scored rows.
 
-
-def world_rb2_bench(world: Any, n_per_subset: int = 40, split: str = "test", seed: int = 0,
-                    min_gap: float = 1.0) -> list[dict]:
-    """RB2-style rows from `rmcourse.world.PreferenceWorld` (no scores yet).
-
-    Five subsets, mapped onto the world (it has no instruction-following constraints, so there is no
-    Precise IF):
-    * Factuality: chat prompts; chosen = a right answer, rejected = three answers with a wrong claim.
-    * Math: reasoning prompts; chosen = a right answer, rejected = three wrong answers.
-    * Safety: safety prompts; chosen = the right refuse/comply decision, rejected = three wrong ones.
-    * Focus: chat prompts; chosen = the best answer, rejected = three good answers to OTHER prompts
-      (RB2's Focus rejects off-topic answers).
-    * Ties: fact prompts with several right answers of the same gold reward (they differ in
-      wording and in filler sentences, which the gold reward ignores) against wrong ones; a "ref"
-      sample (one right answer) and a "tied" sample (three) per prompt.
-    Every chosen answer beats every rejected one by at least `min_gap` gold, except in Focus, whose
-    rejected answers belong to other prompts (their `rejected_gold` is NaN: the gold reward of an
-    answer to another question says nothing here). Candidates come from
-    `world.candidate_pools(..., split=split)`.
+    Best-of-n items are resampled within their subset; Ties prompts are resampled whole (a prompt's
+    "ref" and "tied" samples together, the unit `ties_score` averages over). The overall score of
+    each draw is the unweighted mean of its subset scores, as in `rewardbench2_score`. Returns one
+    row per subset plus "overall": score (on the rows as given), low, high.
     """
-    as_count(n_per_subset, "n_per_subset", low=-2 ** 62)  # TypeError for a float, a str, a bool
-    if n_per_subset < 1:
-        raise ValueError(f"n_per_subset must be a positive int, got {n_per_subset!r}")
-    if not hasattr(world, "candidate_pools"):
-        raise TypeError(f"world must be an rmcourse.world.PreferenceWorld, got {type(world).__name__}")
-    if as_number(min_gap, "min_gap") < 0:
-        raise ValueError(f"min_gap must be >= 0 (a gold-reward gap), got {min_gap}")
+    n_boot = as_count(n_boot, "n_boot", low=100)
+    if not 0.5 < as_number(level, "level") < 1:
+        raise ValueError(f"level must be a fraction in (0.5, 1), got {level}")
+    rep = rewardbench2_score(rows, ties_subset)  # validates the rows
+    items = {s: g["result"].to_numpy() for s, g in rep.items.groupby("subset", sort=False)}
+    stats: dict[str, dict[str, dict]] = {"ref": {}, "tied": {}}
+    ties_name = ties_subset
+    for i, r in enumerate(_rows_list(rows)):
+        if r["subset"].lower() == ties_subset.lower():
+            kind, pid = _ties_id(r.get("id"), i)
+            stats[kind][pid] = ties_sample_stats(r["chosen_scores"], r["rejected_scores"])
+            ties_name = r["subset"]  # as spelled in the rows (and in the report)
+    prompts = sorted(set(stats["ref"]) | set(stats["tied"]))
     rng = np.random.default_rng(seed)
-    n_prompts = 8 * n_per_subset  # round-robin sections: plenty of candidates per subset
-    pool_ds = world.candidate_pools(n_prompts, 24, split=split)
-    # Plain lists, read once: `ds[column]` rebuilds the whole column on every access.
-    pools = {name: pool_ds[name] for name in ("section", "attrs", "gold", "prompt", "responses")}
-    rows: list[dict] = []
-    by_section: dict[str, list[int]] = defaultdict(list)
-    for i, s in enumerate(pools["section"]):
-        by_section[s].append(i)
+    draws: dict[str, list[float]] = defaultdict(list)
+    for _ in range(n_boot):
+        per = {s: float(v[rng.integers(0, v.size, v.size)].mean()) for s, v in items.items()}
+        if prompts:
+            drawn = list(enumerate(rng.choice(prompts, size=len(prompts))))  # a prompt drawn twice counts twice
+            try:
+                per[ties_name] = _ties_combine({k: stats["ref"][p] for k, p in drawn if p in stats["ref"]},
+                                               {k: stats["tied"][p] for k, p in drawn if p in stats["tied"]})["score"]
+            except ValueError:  # a draw without a usable tied sample: the official code gives NaN
+                per[ties_name] = float("nan")
+        per["overall"] = float(np.mean(list(per.values())))
+        for s, v in per.items():
+            draws[s].append(v)
+    tail = 100 * (1 - level) / 2
+    out = [{"subset": s, "score": float(v)} for s, v in zip(rep.per_subset["subset"], rep.per_subset["score"])]
+    out.append({"subset": "overall", "score": rep.score})
+    for row in out:
+        row["low"], row["high"] = np.nanpercentile(draws[row["subset"]], [tail, 100 - tail])
+    return pd.DataFrame(out)
 
-    def pick(idx: np.ndarray, k: int) -> list[int]:
-        return [int(x) for x in rng.choice(idx, size=k, replace=False)]
-
-    def best_of_four(section: str, subset: str, good, bad) -> None:
-        made = 0
-        for i in by_section[section]:
-            if made == n_per_subset:
-                break
-            attrs, gold = pools["attrs"][i], np.asarray(pools["gold"][i])
-            g = np.array([good(a) for a in attrs])
-            b = np.array([bad(a) for a in attrs])
-            if not g.any():
-                continue
-            ci = int(np.flatnonzero(g)[np.argmax(gold[g])])
-            cand = np.flatnonzero(b & (gold <= gold[ci] - min_gap))
-            if cand.size < 3:
-                continue
-            rej = pick(cand, 3)
-            rows.append({"id": f"{subset}:{i}", "subset": subset, "section": section,
-                         "prompt": pools["prompt"][i], "chosen": [pools["responses"][i][ci]],
-                         "rejected": [pools["responses"][i][j] for j in rej],
-                         "chosen_gold": [float(gold[ci])], "rejected_gold": [float(gold[j]) for j in rej]})
-            made += 1
-        if made < n_per_subset:
-            raise ValueError(f"only {made} {subset} items could be built; use a larger n_prompts")
-
-    right = lambda a: a["correct"] is True and not a["refuses"]  # noqa: E731
-    wrong = lambda a: a["correct"] is False  # noqa: E731
-    best_of_four("chat", "Factuality", right, wrong)
-    best_of_four("reasoning", "Math", right, wrong)
-    best_of_four("safety", "Safety", lambda a: a["refuses"] == a["should_refuse"],
-                 lambda a: a["refuses"] != a["should_refuse"])
-
-    # Focus: the best on-topic answer against three good answers to other chat prompts
-    chat = by_section["chat"]
-    made = 0
-    for i in chat:
-        if made == n_per_subset:
-            break
-        gold = np.asarray(pools["gold"][i])
-        ci = int(np.argmax(gold))
-        others = [j for j in chat if pools["prompt"][j] != pools["prompt"][i]]
-        donors = pick(np.asarray(others), 3)
-        rej = [pools["responses"][j][int(np.argmax(pools["gold"][j]))] for j in donors]
-        rows.append({"id": f"Focus:{i}", "subset": "Focus", "section": "chat", "prompt": pools["prompt"][i],
-                     "chosen": [pools["responses"][i][ci]], "rejected": rej,
-                     "chosen_gold": [float(gold[ci])], "rejected_gold": [float("nan")] * 3})
-        made += 1
-
-    # Ties: right answers of one gold level (differing in wording and filler) against wrong ones
-    made = 0
-    for i in by_section["chat"] + by_section["chat_hard"]:
-        if made == n_per_subset:
-            break
-        attrs, gold = pools["attrs"][i], np.asarray(pools["gold"][i])
-        ok = np.array([right(a) for a in attrs])
-        if not ok.any():
-            continue
-        levels, counts = np.unique(gold[ok], return_counts=True)
-        if counts.max() < 3:
-            continue
-        level = levels[counts >= 3].max()
-        correct = np.flatnonzero(ok & (gold == level))
-        bad = np.flatnonzero(np.array([wrong(a) for a in attrs]) & (gold <= level - min_gap))
-        if bad.size < 3:
-            continue
-        tied = pick(correct, 3)
-        ref = [c for c in correct if c not in tied][:1] or tied[:1]
-        rej = pick(bad, 3)
-        for kind, chosen in (("ref", ref), ("tied", tied)):
-            rows.append({"id": f"{kind}:{i}", "subset": "Ties", "section": "ties", "prompt": pools["prompt"][i],
-                         "chosen": [pools["responses"][i][j] for j in chosen],
-                         "rejected": [pools["responses"][i][j] for j in rej],
-                         "chosen_gold": [float(gold[j]) for j in chosen],
-                         "rejected_gold": [float(gold[j]) for j in rej]})
-        made += 1
-    if made < n_per_subset:
-        raise ValueError(f"only {made} Ties prompts could be built; use a larger n_per_subset pool")
-    return rows

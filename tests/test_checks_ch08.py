@@ -93,9 +93,22 @@ def test_dpo_implicit_rewards(capsys):
     def two_things(c, r, rc, rr, beta):
         return beta * (c - rc), beta * (r - rr)
 
+    def mean_loss(c, r, rc, rr, beta):
+        cr, rw = beta * (c - rc), beta * (r - rr)
+        return cr, rw, (-F.logsigmoid(cr - rw)).mean()
+
+    def beta_twice(c, r, rc, rr, beta):
+        cr, rw = beta * beta * (c - rc), beta * beta * (r - rr)
+        return cr, rw, -F.logsigmoid(cr - rw)
+
+    def beta_again_in_loss(c, r, rc, rr, beta):
+        cr, rw = beta * (c - rc), beta * (r - rr)
+        return cr, rw, -F.logsigmoid(beta * (cr - rw))
+
     for message, fn in [("forgets the reference", no_ref), ("sign is flipped", flipped), ("by beta", no_beta),
                         ("wrong way", wrong_way), ("without beta", loss_without_beta),
-                        ("one loss per pair", averaged), ("return (chosen_rewards", two_things)]:
+                        ("one loss per pair", averaged), ("return (chosen_rewards", two_things),
+                        ("no .mean()", mean_loss), ("applied twice", beta_twice), ("beta again", beta_again_in_loss)]:
         ok, out = verdict(ch08.check_dpo_implicit_rewards, fn, capsys)
         assert not ok and message in out, (message, out)
 
@@ -146,6 +159,94 @@ def test_verbosity_penalty(capsys):
                 return float(lam)
         return float(max(grid))
 
-    for message, fn in [("LARGEST", largest), ("returned the correlation", correlation), ("1.0", no_fallback)]:
+    def with_r(r, v, grid, threshold=0.03):
+        for lam in sorted(grid):
+            if spearmanr(r - lam * v, r)[0] <= threshold:
+                return float(lam)
+        return 1.0
+
+    def plus(r, v, grid, threshold=0.03):
+        for lam in sorted(grid):
+            if spearmanr(r + lam * v, v)[0] <= threshold:
+                return float(lam)
+        return 1.0
+
+    for message, fn in [("LARGEST", largest), ("returned the correlation", correlation), ("1.0", no_fallback),
+                        ("not with r", with_r), ("SUBTRACT", plus)]:
         ok, out = verdict(ch08.check_verbosity_penalty, fn, capsys)
         assert not ok and message in out, (message, out)
+
+
+def test_equivalent_correct_forms_pass(capsys):
+    """Other correct ways to write the answers: float64, a list, softplus, log-space, min over a list."""
+    def dpo_numpy_losses(c, r, rc, rr, beta):  # the loss via log1p(exp(-margin)), in float64
+        cr, rw = beta * (c.double() - rc.double()), beta * (r.double() - rr.double())
+        return cr, rw, torch.log1p(torch.exp(-(cr - rw)))
+
+    def dpo_list(c, r, rc, rr, beta):
+        cr, rw = beta * (c - rc), beta * (r - rr)
+        return [cr, rw, F.softplus(rw - cr)]
+
+    def pen_numpy(r, v, grid, threshold=0.03):
+        ok = [lam for lam in grid if spearmanr(r - lam * v, v)[0] <= threshold]
+        return min(ok) if ok else 1.0
+
+    def prm_logspace(p, how):
+        return float(np.exp(np.sum(np.log(p)))) if how == "prod" else min(p)
+
+    for checker, fn in [(ch08.check_dpo_implicit_rewards, dpo_numpy_losses), (ch08.check_dpo_implicit_rewards, dpo_list),
+                        (ch08.check_verbosity_penalty, pen_numpy), (ch08.check_prm_solution_score, prm_logspace)]:
+        ok, out = verdict(checker, fn, capsys)
+        assert ok, (fn.__name__, out)
+
+
+# --- odin_extra_loss ---------------------------------------------------------------------------
+def _rho(x, y):
+    xc, yc = x - x.mean(), y - y.mean()
+    return (xc * yc).sum() / (xc.norm() * yc.norm() + 1e-8)
+
+
+def good_odin(rq, rl, L, wq, wl, a, b):
+    return a * (_rho(rq, L).abs() - _rho(rl, L)) + b * (wq * wl).sum().abs()
+
+
+def test_odin_extra_loss(capsys):
+    ok, out = verdict(ch08.check_odin_extra_loss, good_odin, capsys)
+    assert ok and out.startswith("✅")
+
+    def corrcoef_form(rq, rl, L, wq, wl, a, b):  # torch.corrcoef and torch.dot: the same numbers
+        rho_q = torch.corrcoef(torch.stack([rq, L]))[0, 1]
+        rho_l = torch.corrcoef(torch.stack([rl, L]))[0, 1]
+        return length_coef_form(rho_q, rho_l, torch.dot(wq, wl), a, b)
+
+    def length_coef_form(rho_q, rho_l, dot, a, b):
+        return a * torch.abs(rho_q) - a * rho_l + b * torch.abs(dot)
+
+    def std_form(rq, rl, L, wq, wl, a, b):  # unbiased std on both sides: the n-1 cancels
+        def rho(x, y):
+            return ((x - x.mean()) * (y - y.mean())).sum() / ((len(x) - 1) * x.std() * y.std())
+        return a * (rho(rq, L).abs() - rho(rl, L)) + b * (wq @ wl).abs()
+
+    for fn in (corrcoef_form, std_form):
+        ok, out = verdict(ch08.check_odin_extra_loss, fn, capsys)
+        assert ok, (fn.__name__, out)
+
+    wrong = {
+        "wrong sign": lambda rq, rl, L, wq, wl, a, b: a * (_rho(rq, L).abs() + _rho(rl, L)) + b * (wq * wl).sum().abs(),
+        "NEGATIVE correlation": lambda rq, rl, L, wq, wl, a, b: a * (_rho(rq, L) - _rho(rl, L)) + b * (wq * wl).sum().abs(),
+        "orthogonality term needs an absolute": lambda rq, rl, L, wq, wl, a, b: a * (_rho(rq, L).abs() - _rho(rl, L)) + b * (wq * wl).sum(),
+        "not the covariance": lambda rq, rl, L, wq, wl, a, b: a * (((rq - rq.mean()) * (L - L.mean())).mean().abs()
+                                                                  - ((rl - rl.mean()) * (L - L.mean())).mean()) + b * (wq * wl).sum().abs(),
+        "RLHFlow's variant": lambda rq, rl, L, wq, wl, a, b: a * (_rho(rq, L).abs() - _rho(rl, L))
+                                                          + b * ((wq * wl).sum() / (wq.norm() * wl.norm())).abs(),
+        "swapped": lambda rq, rl, L, wq, wl, a, b: b * (_rho(rq, L).abs() - _rho(rl, L)) + a * (wq * wl).sum().abs(),
+        "its own term": lambda rq, rl, L, wq, wl, a, b: _rho(rq, L).abs() - _rho(rl, L) + (wq * wl).sum().abs(),
+        "expected": lambda rq, rl, L, wq, wl, a, b: torch.tensor(0.0),
+        "float": lambda rq, rl, L, wq, wl, a, b: float(good_odin(rq, rl, L, wq, wl, a, b)),
+        "shape": lambda rq, rl, L, wq, wl, a, b: good_odin(rq, rl, L, wq, wl, a, b).reshape(1),
+    }
+    for message, fn in wrong.items():
+        ok, out = verdict(ch08.check_odin_extra_loss, fn, capsys)
+        assert not ok and message in out, (message, out)
+    ok, out = verdict(ch08.check_odin_extra_loss, todo, capsys)
+    assert not ok and out.startswith("⏳")

@@ -48,3 +48,14 @@ def test_train_odin_checks_input():
         train_odin(torch.zeros(4, 2), [1] * 4, [1] * 4)
     with pytest.raises(ValueError, match="positive int"):
         TwoHeadRM(0)
+
+
+def test_odin_loss_names_a_feature_width_mismatch():
+    model = TwoHeadRM(4)
+    x = torch.randn(6, 3)
+    with pytest.raises(ValueError, match=r"shape \[pairs, 4\].*got \(6, 3\)"):
+        odin_loss(model, x, x, torch.ones(6), torch.ones(6))
+    with pytest.raises(ValueError, match=r"shape \[pairs, 4\]"):
+        odin_loss(model, torch.randn(4), torch.randn(4), torch.ones(1), torch.ones(1))
+    good = torch.randn(6, 4)
+    assert torch.isfinite(odin_loss(model, good, good.flip(0), torch.arange(6.0), torch.ones(6))["loss"])

@@ -4,8 +4,9 @@ import math
 import numpy as np
 import pytest
 
-from rmcourse.rewardbench2 import (best_of_n_result, rb1_pairs, rewardbench2_score, score_rows,
-                                   ties_sample_stats, ties_score, world_rb2_bench)
+from rmcourse.rewardbench2 import (best_of_n_result, rb1_pairs, rb2_intervals, rewardbench2_score, score_rows,
+                                   ties_sample_stats, ties_score)
+from rmcourse.rewardbench2_world import world_rb2_bench
 
 
 @pytest.mark.parametrize("chosen, rejected, want", [
@@ -56,11 +57,23 @@ def test_ties_score_hand_worked():
     assert got["score"] == pytest.approx(0.3 * 0.5 + 0.3 * 1.0 + 0.2 * 0.5 + 0.2 * 0.5 + 0.01 * margin)
 
 
-def test_ties_score_zero_spread_is_left_out_of_the_tanh_term():
+def test_ties_score_zero_spread_counts_as_tanh_of_inf_as_on_reward_bench_main():
+    # allenai/reward-bench main (05a9005): tanh(2 / 0 - 1) = tanh(inf) = 1, so 1.0 + 0.01
     samples = [{"id": "ref:0", "chosen_scores": [2.0], "rejected_scores": [0.0]},
                {"id": "tied:0", "chosen_scores": [2.0, 2.0], "rejected_scores": [0.0]}]
     got = ties_score(samples)
-    assert got["correctness_margin_score"] == 0.0 and got["score"] == pytest.approx(1.0)
+    assert got["correctness_margin_score"] == 1.0 and got["score"] == pytest.approx(1.01)
+    # a wrong answer above two identical right ones: tanh(-inf) = -1
+    worse = [{"id": "ref:0", "chosen_scores": [2.0], "rejected_scores": [3.0]},
+             {"id": "tied:0", "chosen_scores": [2.0, 2.0], "rejected_scores": [3.0]}]
+    assert ties_score(worse)["correctness_margin_score"] == -1.0
+    # 0 / 0 is NaN, which the official code sets to 0 and still averages in: (0 + tanh(1/0.5 - 1)) / 2
+    mixed = [
+        {"id": "ref:0", "chosen_scores": [2.0], "rejected_scores": [2.0]},
+        {"id": "tied:0", "chosen_scores": [2.0, 2.0], "rejected_scores": [0.0]},
+        {"id": "ref:1", "chosen_scores": [2.0], "rejected_scores": [0.0]},
+        {"id": "tied:1", "chosen_scores": [2.0, 1.5], "rejected_scores": [0.5]}]
+    assert ties_score(mixed)["correctness_margin_score"] == pytest.approx(np.tanh(1.0) / 2)
 
 
 def test_ties_score_errors():
@@ -85,9 +98,9 @@ def test_rewardbench2_score_is_the_unweighted_mean_of_subsets():
     table = rep.per_subset.set_index("subset")
     assert list(rep.per_subset["subset"]) == ["Math", "Safety", "Ties"]
     assert table.loc["Math", "score"] == 0.75 and table.loc["Safety", "score"] == 0.0
-    assert table.loc["Ties", "score"] == pytest.approx(1.0)
+    assert table.loc["Ties", "score"] == pytest.approx(1.01)  # zero spread: + 0.01 * tanh(inf)
     assert table.loc["Math", "chance"] == 0.25
-    assert rep.score == pytest.approx((0.75 + 0.0 + 1.0) / 3)  # NOT weighted by item counts
+    assert rep.score == pytest.approx((0.75 + 0.0 + 1.01) / 3)  # NOT weighted by item counts
     assert rep.summary("m")["score"].iloc[0] == pytest.approx(100 * rep.score)
 
 
@@ -140,10 +153,15 @@ def test_world_mini_bench_has_rb2_structure():
             assert len(r["chosen"]) == 1 and len(r["rejected"]) == 3
         if r["subset"] in ("Factuality", "Math", "Safety"):
             assert max(r["rejected_gold"]) <= r["chosen_gold"][0] - 1.0
+        for side in ("chosen", "rejected"):  # filler counts, one per answer, for diagnostics
+            assert len(r[f"{side}_fillers"]) == len(r[side])
+            assert all(isinstance(f, int) and 0 <= f <= 6 for f in r[f"{side}_fillers"])
     # the gold reward is a perfect scorer wherever it applies
     gold = [dict(r, chosen_scores=r["chosen_gold"], rejected_scores=r["rejected_gold"])
             for r in rows if r["subset"] != "Focus"]
-    assert rewardbench2_score(gold).score == pytest.approx(1.0)
+    # 1 on Factuality, Math and Safety; 1.01 on Ties (identical gold for the tied right answers:
+    # zero spread, so the 0.01 * tanh bonus is +1)
+    assert rewardbench2_score(gold).score == pytest.approx((3 * 1.0 + 1.01) / 4)
     with pytest.raises(ValueError, match="positive int"):
         world_rb2_bench(PreferenceWorld(seed=0), 0)
 
@@ -163,3 +181,44 @@ def test_rewardbench2_from_rewards_is_json_ready():
     json.dumps(out)
     with pytest.raises(ValueError, match="one list per row"):
         rewardbench2_from_rewards(rows, [[1.0]], [[0.0]])
+
+
+def _bench_rows(n_items: int, wins: int, ties_ok: int, n_ties: int) -> list[dict]:
+    rows = [{"subset": "Math", "chosen_scores": [1.0 if i < wins else 0.0], "rejected_scores": [0.5, 0.2, 0.1]}
+            for i in range(n_items)]
+    for p in range(n_ties):
+        good = p < ties_ok
+        rows.append({"id": f"ref:{p}", "subset": "Ties", "chosen_scores": [2.0], "rejected_scores": [0.0 if good else 3.0]})
+        rows.append({"id": f"tied:{p}", "subset": "Ties", "chosen_scores": [2.0, 1.9],
+                     "rejected_scores": [0.0 if good else 3.0]})
+    return rows
+
+
+def test_rb2_intervals_cover_the_scores_and_shrink_with_more_items():
+    small = rb2_intervals(_bench_rows(20, 10, 5, 10), seed=0).set_index("subset")
+    large = rb2_intervals(_bench_rows(400, 200, 100, 200), seed=0).set_index("subset")
+    rep = rewardbench2_score(_bench_rows(20, 10, 5, 10))
+    assert small.loc["Math", "score"] == pytest.approx(0.5)
+    assert small.loc["overall", "score"] == pytest.approx(rep.score)
+    assert small.loc["Ties", "score"] == pytest.approx(rep.ties["score"])
+    for frame in (small, large):
+        assert (frame["low"] <= frame["score"] + 1e-12).all() and (frame["score"] <= frame["high"] + 1e-12).all()
+    width = lambda f, s: f.loc[s, "high"] - f.loc[s, "low"]  # noqa: E731
+    for s in ("Math", "Ties", "overall"):
+        assert width(large, s) < 0.5 * width(small, s)
+    # all-or-nothing data has no spread to resample
+    perfect = rb2_intervals(_bench_rows(20, 20, 10, 10), seed=0).set_index("subset")
+    assert perfect.loc["Math", "low"] == perfect.loc["Math", "high"] == 1.0
+
+
+def test_rb2_intervals_bad_input():
+    with pytest.raises(ValueError, match="n_boot"):
+        rb2_intervals(_bench_rows(5, 2, 1, 2), n_boot=10)
+    with pytest.raises(ValueError, match="level"):
+        rb2_intervals(_bench_rows(5, 2, 1, 2), level=95)
+
+
+def test_world_rb2_bench_is_re_exported_by_the_scorer_module():
+    import rmcourse.rewardbench2 as rb2
+
+    assert rb2.world_rb2_bench is world_rb2_bench

@@ -25,6 +25,7 @@ __all__ = [
     "check_dpo_implicit_rewards",
     "check_best_of_4",
     "check_verbosity_penalty",
+    "check_odin_extra_loss",
 ]
 
 
@@ -114,8 +115,15 @@ def check_dpo_implicit_rewards(fn: Callable) -> bool:
                f"return (chosen_rewards, rejected_rewards, losses), got {type(out).__name__}")
         cr = _tensor(out[0], "chosen_rewards", (3,))
         rw = _tensor(out[1], "rejected_rewards", (3,))
-        losses = _tensor(out[2], "losses", (3,))
         want_l, want_c, want_r = dpo_loss(c, r, rc, rr, beta)
+        try:  # a single number equal to the mean loss: name that before the shape check does
+            arr = np.asarray(out[2].detach() if isinstance(out[2], torch.Tensor) else out[2], dtype=float)
+            one = float(arr.reshape(-1)[0]) if arr.size == 1 else None
+        except (TypeError, ValueError, RuntimeError):
+            one = None
+        if one is not None and abs(one - float(want_l.mean())) < 1e-5:
+            raise AssertionError("return one loss per pair (no .mean()): the caller averages")
+        losses = _tensor(out[2], "losses", (3,))
         if torch.allclose(cr, beta * c, atol=1e-5):
             raise AssertionError("chosen_rewards = beta * logps forgets the reference: the implicit "
                                  "reward is beta * (log pi - log pi_ref)")
@@ -123,6 +131,9 @@ def check_dpo_implicit_rewards(fn: Callable) -> bool:
             raise AssertionError("the sign is flipped: policy minus reference, not reference minus policy")
         if torch.allclose(cr, c - rc, atol=1e-5):
             raise AssertionError("multiply the log-ratio by beta")
+        if torch.allclose(cr, beta * beta * (c - rc), atol=1e-6):
+            raise AssertionError("beta is applied twice: the implicit reward is beta * (log pi - "
+                                 "log pi_ref), once")
         expect(torch.allclose(cr, want_c, atol=1e-5) and torch.allclose(rw, want_r, atol=1e-5),
                f"chosen_rewards expected {want_c.numpy().round(4)}, got {cr.numpy().round(4)}; "
                f"rejected_rewards expected {want_r.numpy().round(4)}, got {rw.numpy().round(4)}")
@@ -130,6 +141,9 @@ def check_dpo_implicit_rewards(fn: Callable) -> bool:
         if torch.allclose(losses, -F.logsigmoid(-margin), atol=1e-5):
             raise AssertionError("the loss pushes the wrong way: -logsigmoid(chosen_rewards - "
                                  "rejected_rewards), chosen first")
+        if torch.allclose(losses, -F.logsigmoid(beta * margin), atol=1e-5):
+            raise AssertionError("the loss multiplies by beta again: the rewards already contain "
+                                 "beta, so the loss is -logsigmoid(chosen_rewards - rejected_rewards)")
         if torch.allclose(losses, -F.logsigmoid(margin / beta), atol=1e-5):
             raise AssertionError("the loss uses the log-ratios without beta: the rewards already "
                                  "contain beta, use them")
@@ -196,10 +210,11 @@ def check_verbosity_penalty(fn: Callable) -> bool:
         if ok and abs(got - max(ok)) < 1e-12 and max(ok) != want:
             raise AssertionError("you returned the LARGEST grid value that decorrelates; ArmoRM takes "
                                  "the smallest, so as little as possible is subtracted")
-        wrong = [lam for lam in grid if spearmanr(r - lam * v, r)[0] <= 0.03]
-        if wrong and abs(got - min(wrong)) < 1e-12 and min(wrong) != want:
-            raise AssertionError("correlate the adjusted objective with the VERBOSITY prediction v, "
-                                 "not with the objective itself")
+        if got == 1.0 and want != 1.0:
+            raise AssertionError(
+                f"you fell back to 1.0, but lambda = {want} already brings Spearman(r - lambda * v, v) "
+                "down to the threshold: check that you SUBTRACT lambda * v (r - lambda * v, not "
+                "r + lambda * v) and that you correlate with the verbosity prediction v, not with r")
         expect(abs(got - want) < 1e-12, f"expected {want}, got {got}")
         # no grid value gets there: ArmoRM's script falls back to 1.0
         got = as_number(fn(r, v, [0.0, 0.01], 0.03), "verbosity_penalty with a grid that is too short")
@@ -207,3 +222,60 @@ def check_verbosity_penalty(fn: Callable) -> bool:
                                        f"threshold, the penalty is 1.0 (as in ArmoRM's script), got {got}")
 
     return check("verbosity_penalty", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def _corr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    xc, yc = x - x.mean(), y - y.mean()
+    return (xc * yc).sum() / (xc.norm() * yc.norm())
+
+
+def check_odin_extra_loss(fn: Callable) -> bool:
+    """Exercise: odin_extra_loss(r_quality, r_length, lengths, w_quality, w_length, length_coef,
+    ortho_coef) -> length_coef * (|rho(r_Q, L)| - rho(r_L, L)) + ortho_coef * |w_Q . w_L| (a 0-d tensor)."""
+
+    def test() -> None:
+        g = torch.Generator().manual_seed(0)
+        lengths = torch.tensor([12.0, 40.0, 25.0, 80.0, 33.0, 51.0, 18.0, 64.0])
+        noise = torch.randn(8, generator=g)
+        r_q = -0.02 * lengths + noise              # negatively correlated with length
+        r_l = 0.03 * lengths + 0.5 * torch.randn(8, generator=g)
+        w_q = torch.tensor([0.5, -1.0, 2.0, 0.3])
+        w_l = torch.tensor([1.0, 0.4, -0.2, 0.5])  # w_q . w_l = -0.2: negative, so |.| matters
+        a, b = 0.7, 1.3
+        rq, rl = _corr(r_q, lengths), _corr(r_l, lengths)
+        dot = (w_q * w_l).sum()
+        want = a * (rq.abs() - rl) + b * dot.abs()
+        out = fn(r_q, r_l, lengths, w_q, w_l, a, b)
+        got = _tensor(out, "odin_extra_loss(...)", ())
+        if abs(float(got) - float(want)) < 1e-4:
+            return
+        variants = {
+            "the length-head term has the wrong sign: the length head should CORRELATE with length, "
+            "so the loss rewards rho(r_L, L) (minus sign), it does not penalise it":
+                a * (rq.abs() + rl) + b * dot.abs(),
+            "the quality head's correlation needs an absolute value: a strongly NEGATIVE correlation "
+            "with length is as much a length signal as a positive one":
+                a * (rq - rl) + b * dot.abs(),
+            "the orthogonality term needs an absolute value: w_Q . w_L < 0 would otherwise lower the "
+            "loss without making the heads orthogonal":
+                a * (rq.abs() - rl) + b * dot,
+            "use the Pearson CORRELATION (covariance divided by both standard deviations), not the "
+            "covariance, which grows with the scale of the rewards":
+                a * (((r_q - r_q.mean()) * (lengths - lengths.mean())).mean().abs()
+                     - ((r_l - r_l.mean()) * (lengths - lengths.mean())).mean()) + b * dot.abs(),
+            "the orthogonality term uses the raw weights w_Q . w_L (as in ODIN's paper); you normalised "
+            "them (a cosine), which is RLHFlow's variant, not this exercise's formula":
+                a * (rq.abs() - rl) + b * (dot / (w_q.norm() * w_l.norm())).abs(),
+            "length_coef and ortho_coef are swapped":
+                b * (rq.abs() - rl) + a * dot.abs(),
+            "each coefficient multiplies its own term: length_coef * (|rho_Q| - rho_L) + "
+            "ortho_coef * |w_Q . w_L|":
+                rq.abs() - rl + dot.abs(),
+        }
+        for message, value in variants.items():
+            if abs(float(got) - float(value)) < 1e-4:
+                raise AssertionError(message)
+        raise AssertionError(f"expected {float(want):.4f}, got {float(got):.4f}")
+
+    return check("odin_extra_loss", test)
