@@ -286,6 +286,19 @@ class PreferenceCache:
         n = len(self)
         return [int(i) for i in pairs] + [int(i) + n for i in pairs]
 
+    def subset(self, pairs: Sequence[int]) -> "PreferenceCache":
+        """The cache of some of its pairs (e.g. one training draw), sharing the cached tensors."""
+        pairs = [int(i) for i in pairs]
+        if not pairs or min(pairs) < 0 or max(pairs) >= len(self) or len(set(pairs)) != len(pairs):
+            raise ValueError(f"pairs must be distinct indices in 0..{len(self) - 1}, got {len(pairs)} "
+                             "indices" + (f" from {min(pairs)} to {max(pairs)}" if pairs else ""))
+        seqs = self.sequences(pairs)
+        ref = [None if x is None else x[pairs] for x in (self.ref_chosen_logps, self.ref_rejected_logps)]
+        return PreferenceCache(input_ids=[self.input_ids[i] for i in seqs],
+                               completion_start=[self.completion_start[i] for i in seqs],
+                               hidden=[self.hidden[i] for i in seqs], ref_chosen_logps=ref[0],
+                               ref_rejected_logps=ref[1], batch_size=self.batch_size)
+
 
 @dataclass
 class DPOResult:
@@ -297,6 +310,34 @@ class DPOResult:
     train_seconds: float
     trainable_parameters: int
     extra: dict = field(default_factory=dict)
+
+
+def _check_layout(inner: nn.Module) -> None:
+    """Refuse a transformers layout that `TopLayerDPO` was not written for, naming what differs.
+
+    It swaps `inner.layers` / `inner.norm` and passes a `DynamicCache` as `cache=` (transformers
+    5.x names; 4.x called it `past_key_values`, which a `**kwargs` forward would silently ignore:
+    the answers would then be encoded without their prompt)."""
+    import inspect
+
+    from transformers import DynamicCache
+
+    problems = []
+    if not isinstance(getattr(inner, "layers", None), nn.ModuleList):
+        problems.append("model.model.layers is not an nn.ModuleList")
+    if not isinstance(getattr(inner, "norm", None), nn.Module):
+        problems.append("model.model has no final `norm` module")
+    params = inspect.signature(inner.forward).parameters
+    for name in ("cache", "inputs_embeds", "position_ids", "use_cache"):
+        if name not in params:
+            problems.append(f"model.model.forward takes no `{name}=` argument")
+    if not callable(getattr(DynamicCache, "crop", None)):
+        problems.append("transformers.DynamicCache has no crop()")
+    if problems:
+        import transformers
+
+        raise TypeError(f"TopLayerDPO needs a Llama-style transformers 5.x layout; with transformers "
+                        f"{transformers.__version__}: " + "; ".join(problems))
 
 
 class TopLayerDPO:
@@ -315,6 +356,7 @@ class TopLayerDPO:
         inner = getattr(model, "model", None)
         if inner is None or not hasattr(inner, "layers") or not hasattr(model, "lm_head"):
             raise TypeError("model must be a transformers Llama-style causal LM (model.model.layers, lm_head)")
+        _check_layout(inner)
         n_layers = len(inner.layers)
         if isinstance(trainable_layers, bool) or not isinstance(trainable_layers, int) \
                 or not 1 <= trainable_layers <= n_layers:
@@ -331,6 +373,25 @@ class TopLayerDPO:
             p.requires_grad_(False)
         for p in self.top_parameters():
             p.requires_grad_(True)
+        # the reference policy's top blocks: encode() needs them, reset_top() restores them
+        self._reference_top = {k: v.detach().clone() for k, v in self._top_modules().state_dict().items()}
+
+    def _top_modules(self) -> nn.ModuleList:
+        return nn.ModuleList(list(self.model.model.layers)[self.split:])
+
+    def reference_top_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the top blocks' weights as they were when this object was built (the reference)."""
+        return {k: v.clone() for k, v in self._reference_top.items()}
+
+    def reset_top(self) -> None:
+        """Put the reference weights back into the top blocks: the policy is the reference again
+        (its implicit rewards are exactly 0), e.g. before training on another draw of pairs."""
+        with torch.no_grad():
+            self._top_modules().load_state_dict(self._reference_top)
+
+    def _at_reference(self) -> bool:
+        state = self._top_modules().state_dict()
+        return all(torch.equal(state[k], v) for k, v in self._reference_top.items())
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -375,6 +436,9 @@ class TopLayerDPO:
 
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not self._at_reference():
+            raise RuntimeError("the top blocks have been trained, so encode() would take the policy's "
+                               "log-probs for the reference ones: encode before train(), or call reset_top()")
         tok = tokenize_preferences(self.tokenizer, prompts, chosen, rejected, system=system)
         n = len(tok["prompt_input_ids"])
         p_ids = [torch.tensor(x, dtype=torch.long) for x in tok["prompt_input_ids"]]
@@ -545,7 +609,7 @@ class TopLayerDPO:
                                  "rewards/chosen": float(cr.mean()), "rewards/rejected": float(rr.mean()),
                                  "rewards/margins": float((cr - rr).mean()),
                                  "rewards/accuracies": float((cr > rr).float().mean()),
-                                 "logps/chosen": float(logps[:k].mean()), "logps/rejected": float(logps[k:].mean())})
+                                 "logps/chosen": float(logps[:k].detach().mean()), "logps/rejected": float(logps[k:].detach().mean())})
                     if bar is not None:
                         bar.update(1)
                     if eval_cache is not None and (step % every == 0 or step == total):

@@ -109,3 +109,65 @@ def test_a_system_message_replaces_the_default_one(tiny):
     assert short["prompt_input_ids"][0] + short["chosen_input_ids"][0] == tok(full, add_special_tokens=False)["input_ids"]
     default = tokenize_preferences(tok, PROMPTS[:1], CHOSEN[:1], REJECTED[:1])
     assert len(short["prompt_input_ids"][0]) < len(default["prompt_input_ids"][0])
+
+
+def test_reset_top_restores_the_reference_and_encode_refuses_a_trained_policy(one_thread):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rmcourse.models import load_tokenizer
+
+    tok = load_tokenizer("smollm2")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
+                      pad_token_id=tok.pad_token_id)
+    torch.manual_seed(0)
+    dpo = TopLayerDPO(LlamaForCausalLM(cfg).eval(), tok, trainable_layers=1, bf16=False)
+    cache = dpo.encode(PROMPTS, CHOSEN, REJECTED, progress=False)
+    dpo.train(cache, DPOConfig(learning_rate=2e-2, num_train_epochs=2, progress=False))
+    cr, _ = dpo.rewards(cache)
+    assert cr.abs().max() > 0
+    with pytest.raises(RuntimeError, match="reset_top"):
+        dpo.encode(PROMPTS, CHOSEN, REJECTED, progress=False)
+    dpo.reset_top()
+    cr, rr = dpo.rewards(cache)
+    assert cr.abs().max() == 0 and rr.abs().max() == 0  # the policy is the reference again
+
+
+def test_a_layout_it_was_not_written_for_is_named():
+    from torch import nn
+
+    from rmcourse.dpo import _check_layout
+
+    class OldInner(nn.Module):  # transformers 4.x named the KV cache past_key_values
+        def __init__(self):
+            super().__init__()
+            self.layers, self.norm = nn.ModuleList([nn.Linear(2, 2)]), nn.Identity()
+
+        def forward(self, input_ids=None, past_key_values=None, inputs_embeds=None, position_ids=None,
+                    use_cache=None, **kwargs):
+            return None
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model, self.lm_head = OldInner(), nn.Linear(2, 2)
+
+    with pytest.raises(TypeError, match="no `cache=` argument"):
+        _check_layout(OldInner())
+    with pytest.raises(TypeError, match="transformers 5.x layout"):
+        TopLayerDPO(Wrapper(), tokenizer=None)
+
+
+def test_a_subset_of_the_cache_is_those_pairs(tiny):
+    model, tok = tiny
+    dpo = TopLayerDPO(model, tok, trainable_layers=1, bf16=False)
+    cache = dpo.encode(PROMPTS, CHOSEN, REJECTED, progress=False)
+    part = cache.subset([2, 0])
+    assert len(part) == 2 and part.input_ids[1] is cache.input_ids[0] and part.hidden[2] is cache.hidden[5]
+    assert torch.equal(part.ref_rejected_logps, cache.ref_rejected_logps[[2, 0]])
+    c, r = dpo.rewards(part)
+    assert c.abs().max() == 0 and r.abs().max() == 0
+    with pytest.raises(ValueError, match="distinct indices in 0..2"):
+        cache.subset([0, 3])
+    with pytest.raises(ValueError, match="distinct"):
+        cache.subset([1, 1])
