@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from rmcourse.bootstrap import as_numbers
+from rmcourse.world_text import FILLER as _WORLD_FILLER
 
 __all__ = [
     "SEED_JUDGE_TEMPLATE",
@@ -103,8 +104,13 @@ Reply with one letter: A or B."""
 
 SCORE_PREFIX = "Score: "
 
-_SCORE = re.compile(r"\bscore\b\s*(?:is|of|[:=])?\s*\**\s*(\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?",
-                    re.IGNORECASE)
+# "Score: N" (also "**Score**: N", "Score = N", "Score: **N**"): the form the rubric asks for.
+_SCORE_STATED = re.compile(r"\bscore\b\s*\**\s*[:=]\s*\**\s*(\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?",
+                           re.IGNORECASE)
+# "score is N", "score of N", "Score N": read only when no "Score:" form is present, so a later
+# "a score of 5 needs..." does not override the concluding "Score: 3".
+_SCORE_MENTIONED = re.compile(r"\bscore\b\s*(?:is|of)?\s*\**\s*(\d+(?:\.\d+)?)(?:\s*(?:/|out of)\s*(\d+))?",
+                              re.IGNORECASE)
 _OUT_OF = re.compile(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*(\d+)", re.IGNORECASE)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
@@ -139,16 +145,21 @@ def format_judge_prompt(template: str, prompt: str, response: str) -> str:
 def parse_score(text: str, low: float = 0, high: float = 5) -> float | None:
     """The score a judgement states, or None when it states none in [low, high].
 
-    Reads the LAST "Score: N" (the rubric asks to conclude with it; "Score: 4/5" reads 4 when
-    the denominator is `high`); failing that, the last "N/high" or "N out of high". Any other
-    number in the text (a sum quoted from the answer, a list index) is never taken for the
-    score. A stated score outside the scale returns None: it is not a valid judgement.
+    Reads the LAST "Score: N" (the rubric asks to conclude with it; markdown such as
+    "**Score**: N" is allowed; "Score: 4/5" reads 4 when the denominator is `high`); failing
+    that, the last "score is N" / "score of N"; failing that, the last "N/high" or
+    "N out of high". Any other number in the text (a sum quoted from the answer, a list index)
+    is never taken for the score. A stated score outside the scale, or over another
+    denominator ("Score: 4/10" on 0-5), returns None: it is not a valid judgement.
     """
     text = _check_str(text, "text")
     low, high = _check_scale(low, high)
     candidates: list[tuple[float, float | None]] = []
-    for m in _SCORE.finditer(text):
-        candidates.append((float(m.group(1)), float(m.group(2)) if m.group(2) else None))
+    for pattern in (_SCORE_STATED, _SCORE_MENTIONED):
+        candidates = [(float(m.group(1)), float(m.group(2)) if m.group(2) else None)
+                      for m in pattern.finditer(text)]
+        if candidates:
+            break
     if not candidates:
         candidates = [(float(m.group(1)), float(m.group(2))) for m in _OUT_OF.finditer(text)
                       if float(m.group(2)) == high]
@@ -195,20 +206,15 @@ def naive_first_number(text: str) -> float | None:
     return float(m.group(0)) if m else None
 
 
-# Sentences that add length and nothing else (for measuring verbosity bias).
-FILLER_SENTENCES = (
-    "This is a question that many people ask.",
-    "There are several things worth keeping in mind here.",
-    "It is always good to think carefully about questions like this.",
-    "Every situation is a little different, of course.",
-    "I hope this explanation is clear and useful.",
-    "Let me know if you would like more information on this topic.",
-)
+# Sentences that add length and nothing else (for measuring verbosity bias): the preference
+# world's own filler, worth 0 in its gold reward; content-neutral, with no assistant-style closers
+# ("let me know if...") that a rubric's "AI Assistant perspective" point could reward.
+FILLER_SENTENCES: tuple[str, ...] = tuple(_WORLD_FILLER)
 
 
 def add_filler(response: str, n: int, seed: int = 0) -> str:
-    """`response` with `n` distinct filler sentences (from `FILLER_SENTENCES`) appended: the
-    same content, only longer. Deterministic for a given seed."""
+    """`response` with `n` distinct filler sentences (from `FILLER_SENTENCES`, the preference
+    world's filler) appended: the same content, only longer. Deterministic for a given seed."""
     import random
 
     _check_str(response, "response")
@@ -307,10 +313,17 @@ def _check_digits(scale: Any) -> list[int]:
     return out
 
 
-def _paired_texts(prompts: Sequence[str], responses: Sequence[str]) -> tuple[list[str], list[str]]:
+def _paired_texts(prompts: Sequence[str], responses: Sequence[str],
+                  name: str = "responses") -> tuple[list[str], list[str]]:
+    """Both as lists of str of one length; errors call the second list `name`."""
     from rmcourse.generative import pair_lists
 
-    prompts, responses = pair_lists(prompts, responses)
+    try:
+        prompts, responses = pair_lists(prompts, responses)
+    except (TypeError, ValueError) as err:
+        if name == "responses":
+            raise
+        raise type(err)(re.sub(r"\bresponses\b", name, str(err))) from None
     if not prompts:
         raise ValueError("no (prompt, response) pairs to judge")
     return prompts, responses
@@ -325,8 +338,8 @@ def pairwise_first_probability(lm, prompts: Sequence[str], first: Sequence[str],
     _check_lm(lm)
     if not isinstance(template, str):
         raise TypeError(f"template must be a str, got {type(template).__name__}")
-    prompts, first = _paired_texts(prompts, first)
-    _, second = _paired_texts(prompts, second)
+    prompts, first = _paired_texts(prompts, first, "first")
+    _, second = _paired_texts(prompts, second, "second")
     for field_ in ("{prompt}", "{a}", "{b}"):
         if field_ not in template:
             raise ValueError(f"template must contain the field {field_}")
@@ -435,11 +448,14 @@ def best_vs_worst_pairs(prompts: Sequence[str], candidates: Sequence[Sequence[st
             raise ValueError(f"prompt {i}: {len(cands)} candidates but {len(sc)} scores")
         kept = []
         for j, s in enumerate(sc):
-            if s is None or (isinstance(s, float) and math.isnan(s)):
+            if s is None:
                 unparsed += 1
                 continue
             if isinstance(s, bool) or not isinstance(s, (int, float, np.integer, np.floating)):
                 raise TypeError(f"prompt {i}, candidate {j}: score must be a number or None, got {s!r}")
+            if math.isnan(float(s)):  # float(s): np.float32 NaN is not a Python float
+                unparsed += 1
+                continue
             kept.append((float(s), j))
         if len(kept) < 2:
             too_few += 1
@@ -449,6 +465,8 @@ def best_vs_worst_pairs(prompts: Sequence[str], candidates: Sequence[Sequence[st
         if best[0] == worst[0]:
             ties += 1
             continue
+        if best[1] == worst[1]:  # cannot happen with finite scores; a pair of one answer is no pair
+            raise RuntimeError(f"prompt {i}: chosen and rejected are the same candidate {best[1]}")
         pairs.append({"prompt": prompt, "chosen": cands[best[1]], "rejected": cands[worst[1]],
                       "chosen_score": best[0], "rejected_score": worst[0],
                       "chosen_index": best[1], "rejected_index": worst[1], "prompt_index": i})

@@ -51,8 +51,70 @@ def test_parse_score(capsys):
     ok, out = verdict(ch07.check_parse_score, no_range_check, capsys)
     assert not ok and ("outside low..high" in out or "another scale" in out)
 
+    def ignores_denominators(text, low, high):  # range-checks the value, never the scale it is on
+        found = re.findall(r"score\s*:\s*(\d+)", text, re.I) or re.findall(r"(\d+)\s*(?:/|out of)\s*\d+", text)
+        return float(found[-1]) if found and low <= float(found[-1]) <= high else None
+
+    ok, out = verdict(ch07.check_parse_score, ignores_denominators, capsys)
+    assert not ok and "check the denominator" in out
+
+    def fraction_any_denominator(text, low, high):
+        if re.search(r"score", text, re.I):
+            return parse_score(text, low, high)
+        m = re.findall(r"(\d+)\s*(?:/|out of)\s*\d+", text)
+        return float(m[-1]) if m and low <= float(m[-1]) <= high else None
+
+    ok, out = verdict(ch07.check_parse_score, fraction_any_denominator, capsys)
+    assert not ok and "'2/3' is a fraction with another denominator" in out
+
     ok, out = verdict(ch07.check_parse_score, todo, capsys)
     assert not ok and out.startswith("⏳")
+
+
+def spec_only_parser(text, low, high):
+    # the exercise's spec and nothing more: "Score: N[/d]", else "N/high" or "N out of high"
+    found = [(float(m.group(1)), m.group(2)) for m in
+             re.finditer(r"score\s*:\s*(\d+(?:\.\d+)?)(?:\s*/\s*(\d+))?", text, re.I)]
+    if not found:
+        found = [(float(m.group(1)), m.group(2)) for m in
+                 re.finditer(r"(\d+(?:\.\d+)?)\s*(?:/|out of)\s*(\d+)", text, re.I) if float(m.group(2)) == high]
+    if not found:
+        return None
+    value, denominator = found[-1]
+    if denominator is not None and float(denominator) != high:
+        return None
+    return value if low <= value <= high else None
+
+
+def no_regex_parser(text, low, high):
+    # a hand-written scan over the words: a different but equally correct form
+    words = text.replace("\n", " ").split()
+    stated = []
+    for i, w in enumerate(words[:-1]):
+        if w.lower().strip("*").rstrip(":") == "score" and w.rstrip("*").endswith(":"):
+            stated.append(words[i + 1])
+    fractions = [w for w in words if "/" in w]
+    outof = [f"{words[i - 1]}/{words[i + 2]}" for i, w in enumerate(words[1:-2], 1)
+             if w == "out" and words[i + 1] == "of"]
+    pick = stated[-1] if stated else next((f for f in reversed(fractions + outof)
+                                           if f.split("/")[1].strip(".,").isdigit()
+                                           and float(f.split("/")[1].strip(".,")) == high), None)
+    if pick is None:
+        return None
+    num, _, den = pick.strip(".,").partition("/")
+    try:
+        value = float(num)
+    except ValueError:
+        return None
+    if den and float(den) != high:
+        return None
+    return value if low <= value <= high else None
+
+
+def test_parse_score_accepts_equivalent_correct_forms(capsys):
+    for fn in (spec_only_parser, no_regex_parser):
+        ok, out = verdict(ch07.check_parse_score, fn, capsys)
+        assert ok and out.startswith("✅"), (fn.__name__, out)
 
 
 # --- expected_score ----------------------------------------------------------------------------
@@ -128,6 +190,34 @@ def test_build_pairs(capsys):
 
     ok, out = verdict(ch07.check_build_pairs, swapped, capsys)
     assert not ok and "swapped" in out
+
+    def rejects_a_top_candidate(prompts, candidates, scores):  # q4: rejected e2 scored 4, not 1
+        return [dict(p, rejected="e2") if p["prompt"] == "q4" else p
+                for p in good_pairs(prompts, candidates, scores)]
+
+    ok, out = verdict(ch07.check_build_pairs, rejects_a_top_candidate, capsys)
+    assert not ok and "any bottom-scored rejected" in out
+
+
+def test_build_pairs_accepts_any_tie_break(capsys):
+    # plain max/min keep the FIRST of tied candidates at both ends; the reference keeps the last
+    # bottom one: the exercise names no tie-break, so both are right
+    def first_at_both_ends(prompts, candidates, scores):
+        out = []
+        for p, cands, sc in zip(prompts, candidates, scores):
+            kept = [(s, c) for s, c in zip(sc, cands) if s is not None]
+            if len(kept) >= 2 and max(kept, key=lambda t: t[0])[0] > min(kept, key=lambda t: t[0])[0]:
+                out.append({"prompt": p, "chosen": max(kept, key=lambda t: t[0])[1],
+                            "rejected": min(kept, key=lambda t: t[0])[1]})
+        return out
+
+    def last_at_both_ends(prompts, candidates, scores):
+        out = first_at_both_ends(prompts, [c[::-1] for c in candidates], [s[::-1] for s in scores])
+        return out
+
+    for fn in (first_at_both_ends, last_at_both_ends, good_pairs):
+        ok, out = verdict(ch07.check_build_pairs, fn, capsys)
+        assert ok and out.startswith("✅"), (fn.__name__, out)
 
 
 # --- yes_probability ---------------------------------------------------------------------------

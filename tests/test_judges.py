@@ -1,6 +1,7 @@
 """rmcourse.judges: parsing, expected scores, pairwise debiasing, Self-Rewarding pairs."""
 import math
 
+import numpy as np
 import pytest
 import torch
 from _tiny_causal_lm import make_tiny_lm
@@ -46,6 +47,11 @@ def private_artifacts(tmp_path, monkeypatch):
     ("8/10, helpful and accurate", 1, 10, 8.0),
     ("Score: 4.5", 0, 5, 4.5),
     ("", 0, 5, None),
+    ("**Score**: 4", 0, 5, 4.0),      # markdown around the label
+    ("Score: 3\nNote: a score of 5 needs expert knowledge.", 0, 5, 3.0),  # "Score:" beats a later "score of"
+    ("The overall score is 4.", 0, 5, 4.0),  # "score is N" when no "Score:" is stated
+    ("Score: 4/10", 0, 5, None),      # in range, but on another scale
+    ("About 2/3 of the steps are right.", 0, 5, None),  # a fraction, not a score out of 5
 ])
 def test_parse_score(text, low, high, want):
     assert parse_score(text, low, high) == want
@@ -134,6 +140,39 @@ def test_best_vs_worst_pairs_drops_and_counts():
         best_vs_worst_pairs(["p"], [["a", "b"]], [[True, 1]])
 
 
+def test_best_vs_worst_pairs_drops_numpy_nan():
+    # np.float32 is not a Python float: its NaN must still count as unparsed, not become a "pair"
+    # whose chosen and rejected are the same NaN-scored candidate
+    out = best_vs_worst_pairs(["p", "q"], [["a", "b", "c"], ["d", "e"]],
+                              [[np.float32("nan"), np.float32(1.0), np.float32(2.0)],
+                               [np.float64("nan"), np.float32(3.0)]])
+    assert [(p["chosen"], p["rejected"]) for p in out.pairs] == [("c", "b")]
+    assert out.n_unparsed == 2 and out.n_dropped_too_few == 1
+    assert all(p["chosen_index"] != p["rejected_index"] for p in out.pairs)
+    all_nan = best_vs_worst_pairs(["p"], [["a", "b"]], [np.full(2, np.nan, dtype=np.float32)])
+    assert all_nan.pairs == [] and all_nan.n_unparsed == 2
+
+
+def test_add_filler_uses_the_worlds_content_neutral_filler():
+    from rmcourse.judges import FILLER_SENTENCES, add_filler
+    from rmcourse.world import GOLD_WEIGHTS
+    from rmcourse.world_text import FILLER
+
+    assert FILLER_SENTENCES == FILLER and GOLD_WEIGHTS["padding"] == 0.0
+    assert not any("let me know" in f.lower() or "hope" in f.lower() for f in FILLER_SENTENCES)
+    padded = add_filler("The answer is 4.", 3, seed=1)
+    added = padded[len("The answer is 4. "):]
+    assert padded.startswith("The answer is 4. ") and sum(f in added for f in FILLER_SENTENCES) == 3
+    assert padded == add_filler("The answer is 4.", 3, seed=1) != add_filler("The answer is 4.", 3, seed=2)
+    with pytest.raises(ValueError, match="n must be an int"):
+        add_filler("a", len(FILLER_SENTENCES) + 1)
+
+
+def test_expected_score_refuses_a_row_without_probability():
+    with pytest.raises(ValueError, match="row 1 .* -inf for every score token"):
+        expected_score(torch.tensor([[-1.0, -2.0], [-math.inf, -math.inf]]))
+
+
 def test_judging_with_a_tiny_lm(tiny_lm):
     scores, mass = judge_expected_scores(tiny_lm, ["What is 2+2?", "Hi"], ["4", "Hello!"])
     assert scores.shape == (2,) and bool(((scores >= 0) & (scores <= 5)).all())
@@ -142,6 +181,10 @@ def test_judging_with_a_tiny_lm(tiny_lm):
     assert p.shape == (1,) and 0 < float(p) < 1
     with pytest.raises(ValueError, match="field"):
         pairwise_first_probability(tiny_lm, ["q"], ["a"], ["b"], template="Which? {a} {b}")
+    with pytest.raises(ValueError, match="1 prompts but 2 second"):
+        pairwise_first_probability(tiny_lm, ["q"], ["a"], ["b", "c"])
+    with pytest.raises(TypeError, match=r"first\[0\] must be a str"):
+        pairwise_first_probability(tiny_lm, ["q"], [1], ["b"])
     with pytest.raises(ValueError, match="2 prompts but 1 responses"):
         judge_expected_scores(tiny_lm, ["a", "b"], ["c"])
     with pytest.raises(ValueError, match="single digits"):

@@ -49,6 +49,11 @@ PARSE_CASES = [
      "'N out of high')"),
     ("Score: 9", 0, 5, "a score outside low..high is not a valid judgement: return None"),
     ("Score: 7/10", 0, 5, "'7/10' is a score on another scale; on a 0-5 rubric return None"),
+    ("Score: 4/10", 0, 5, "'4/10' is a score on another scale even though 4 lies in 0..5: check the "
+     "denominator, not only the range"),
+    ("About 2/3 of the steps are right.", 0, 5,
+     "'2/3' is a fraction with another denominator, not a score out of 5: 'N/high' counts only "
+     "when the denominator is `high`"),
     ("I would give it 4 out of 5.", 0, 5, "'N out of high' states a score too"),
     ("score: 3/5", 0, 5, "'Score: N/high' is N (and matching is case-insensitive)"),
     ("8/10, accurate and complete", 1, 10, "'N/high' states a score on the 1-10 scale"),
@@ -153,10 +158,10 @@ def check_build_pairs(fn: Callable) -> bool:
     """Exercise: build_pairs(prompts, candidates, scores) -> [{prompt, chosen, rejected}, ...]."""
 
     def test() -> None:
-        prompts = ["q0", "q1", "q2", "q3"]
+        prompts = ["q0", "q1", "q2", "q3", "q4"]
         cands = [["a0", "a1", "a2", "a3"], ["b0", "b1", "b2", "b3"], ["c0", "c1", "c2", "c3"],
-                 ["d0", "d1", "d2", "d3"]]
-        scores = [[3, None, 5, 1], [2, 2, 2, 2], [None, 4, None, None], [0, None, 4, 2]]
+                 ["d0", "d1", "d2", "d3"], ["e0", "e1", "e2", "e3"]]
+        scores = [[3, None, 5, 1], [2, 2, 2, 2], [None, 4, None, None], [0, None, 4, 2], [4, 1, 4, 1]]
         want = [(p["prompt"], p["chosen"], p["rejected"])
                 for p in best_vs_worst_pairs(prompts, cands, scores).pairs]
         try:
@@ -175,7 +180,11 @@ def check_build_pairs(fn: Callable) -> bool:
             raise AssertionError("chosen and rejected are swapped: chosen is the HIGHEST-scored candidate")
         if any(p == "q2" for p, _, _ in got):
             raise AssertionError("q2 has only one parseable score: it cannot make a pair")
-        expect(got == want, f"expected {want}, got {got}")
+        # q4 ties at both ends (4, 1, 4, 1): the exercise names no tie-break, so either top
+        # candidate may be chosen and either bottom one rejected
+        q4_ok = {("q4", c, r) for c in ("e0", "e2") for r in ("e1", "e3")}
+        expect(len(got) == len(want) and all(g == w or (g in q4_ok and w in q4_ok) for g, w in zip(got, want)),
+               f"expected {want} (for q4 any top-scored chosen and any bottom-scored rejected), got {got}")
         expect(_as_pairs(fn(["x"], [["only one"]], [[3]])) == [],
                "a prompt with a single candidate makes no pair")
 
