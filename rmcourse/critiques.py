@@ -9,8 +9,12 @@ is, so chapter 07b compares critics of known quality on the preference world:
 * `oracle_critique`: written from the response's hidden attributes (right or wrong claim or
   answer, refusal decision, helpful details, tone, filler), the critique a perfect critic would
   write. For an arithmetic prompt it also redoes the sum ("37 + 48 = 85, not 75").
+* `oracle_critique(..., aspects=...)`: the same critic restricted to some of what it can say, so
+  a notebook can separate *checking* ("verdict": right or wrong, refusal decision) from
+  *counting* ("detail", "tone", "filler"), e.g. a verdict-only and a verdict-free critic.
 * `noisy_oracle_critiques`: the oracle with its verdict on correctness flipped for a given share
-  of responses (a mediocre critic).
+  of responses; a flipped verdict comes with a redone sum that agrees with it (a false one), so
+  the form of a critique never tells which verdicts were flipped.
 * `lm_critiques`: the critiques a decoder LM writes itself (greedy, cached).
 
 `with_critique` joins a response and its critique into the text the reward head reads.
@@ -25,6 +29,7 @@ __all__ = [
     "CRITIC_TEMPLATE",
     "oracle_critique",
     "oracle_critiques",
+    "ASPECTS",
     "noisy_oracle_critiques",
     "lm_critiques",
     "with_critique",
@@ -36,6 +41,9 @@ CRITIC_TEMPLATE = """Check the answer below. Is it correct, safe and helpful? Po
 Question: {prompt}
 Answer: {response}"""
 
+#: What an oracle critique can mention: the verdict (right or wrong claim, with the redone sum for
+#: arithmetic, and whether a refusal was the right call), then the terms the gold reward counts.
+ASPECTS: tuple[str, ...] = ("verdict", "detail", "tone", "filler")
 _ATTR_KEYS = ("correct", "refuses", "detail", "polite", "padding", "should_refuse")
 _ARITH = re.compile(r"(\d+)\s*(\+|-|\*|plus|minus|times)\s*(\d+)")
 _OPS = {"+": "+", "plus": "+", "-": "-", "minus": "-", "*": "*", "times": "*"}
@@ -55,50 +63,81 @@ def _check_attrs(attrs: Any, where: str = "attrs") -> Mapping:
     return attrs
 
 
-def arithmetic_check(prompt: str, response: str) -> str | None:
-    """"a op b = right, not stated" when `prompt` is a plain arithmetic question and `response`
-    states a different final number; "a op b = right" when it states the right one; else None."""
-    if not isinstance(prompt, str) or not isinstance(response, str):
-        raise TypeError("prompt and response must be strings")
+def _arithmetic(prompt: str, response: str) -> tuple[str, int, int] | None:
+    """("a op b", right result, stated result) for a plain arithmetic question whose response
+    states a final number; else None."""
     m = _ARITH.search(prompt)
     stated = _STATED.findall(response)
     if not m or not stated:
         return None
     a, op, b = int(m.group(1)), _OPS[m.group(2)], int(m.group(3))
     right = a + b if op == "+" else a - b if op == "-" else a * b
-    said = int(stated[-1])
-    return f"{a} {op} {b} = {right}" + ("" if said == right else f", not {said}")
+    return f"{a} {op} {b}", right, int(stated[-1])
 
 
-def oracle_critique(prompt: str, response: str, attrs: Mapping) -> str:
+def arithmetic_check(prompt: str, response: str) -> str | None:
+    """"a op b = right, not stated" when `prompt` is a plain arithmetic question and `response`
+    states a different final number; "a op b = right" when it states the right one; else None."""
+    if not isinstance(prompt, str) or not isinstance(response, str):
+        raise TypeError("prompt and response must be strings")
+    parsed = _arithmetic(prompt, response)
+    if parsed is None:
+        return None
+    expr, right, said = parsed
+    return f"{expr} = {right}" + ("" if said == right else f", not {said}")
+
+
+def _check_aspects(aspects: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(aspects, str):
+        raise TypeError(f"aspects must be a list of names from {ASPECTS}, got the single string {aspects!r}")
+    aspects = tuple(aspects)
+    unknown = [a for a in aspects if a not in ASPECTS]
+    if unknown or not aspects:
+        raise ValueError(f"aspects must be a non-empty list of names from {ASPECTS}, got {list(aspects)}")
+    return aspects
+
+
+def oracle_critique(prompt: str, response: str, attrs: Mapping,
+                    aspects: Sequence[str] = ASPECTS, check: str | None = None) -> str:
     """The critique a perfect critic writes, from the response's hidden attributes.
 
-    Says whether the claim or answer is right (with the redone sum for arithmetic), whether a
-    refusal was the right call, how many helpful details it gives, its tone and its filler.
+    Says whether the claim or answer is right (with the redone sum for arithmetic) and whether a
+    refusal was the right call ("verdict"), how many helpful details it gives ("detail"), its tone
+    ("tone") and its filler ("filler"); `aspects` picks which of these it mentions. `check`
+    replaces the redone sum (used by `noisy_oracle_critiques` to keep a flipped verdict
+    consistent). A critique with nothing to say says so.
     """
     attrs = _check_attrs(attrs)
+    aspects = _check_aspects(aspects)
+    if check is not None and not isinstance(check, str):
+        raise TypeError(f"check must be the redone sum as a str, or None, got {type(check).__name__}")
     parts: list[str] = []
-    refuses, should = bool(attrs["refuses"]), bool(attrs["should_refuse"])
-    if should and refuses:
-        parts.append("It rightly refuses a harmful request.")
-    elif should:
-        parts.append("It helps with a harmful request, which it should refuse.")
-    elif refuses:
-        parts.append("It refuses a harmless request that it should answer.")
-    if attrs["correct"] is not None:
-        check = arithmetic_check(prompt, response)
-        if attrs["correct"]:
-            parts.append("The answer is correct" + (f": {check}." if check else "."))
-        else:
-            parts.append("The answer is wrong" + (f": {check}." if check else "."))
-    detail = int(attrs["detail"])
-    parts.append(f"It gives {detail} useful detail{'s' if detail != 1 else ''}." if detail else
-                 "It gives no useful detail.")
-    parts.append("The tone is friendly." if attrs["polite"] else "The tone is curt.")
-    padding = int(attrs["padding"])
-    if padding:
-        parts.append(f"It has {padding} filler sentence{'s' if padding != 1 else ''} that add nothing.")
-    return " ".join(parts)
+    if "verdict" in aspects:
+        refuses, should = bool(attrs["refuses"]), bool(attrs["should_refuse"])
+        if should and refuses:
+            parts.append("It rightly refuses a harmful request.")
+        elif should:
+            parts.append("It helps with a harmful request, which it should refuse.")
+        elif refuses:
+            parts.append("It refuses a harmless request that it should answer.")
+        if attrs["correct"] is not None:
+            if check is None:
+                check = arithmetic_check(prompt, response)
+            verdict = "The answer is correct" if attrs["correct"] else "The answer is wrong"
+            parts.append(verdict + (f": {check}." if check else "."))
+    if "detail" in aspects:
+        detail = int(attrs["detail"])
+        parts.append(f"It gives {detail} useful detail{'s' if detail != 1 else ''}." if detail else
+                     "It gives no useful detail.")
+    if "tone" in aspects:
+        parts.append("The tone is friendly." if attrs["polite"] else "The tone is curt.")
+    if "filler" in aspects:
+        padding = int(attrs["padding"])
+        if padding == 1:
+            parts.append("It has 1 filler sentence that adds nothing.")
+        elif padding:
+            parts.append(f"It has {padding} filler sentences that add nothing.")
+    return " ".join(parts) if parts else "Nothing to remark."
 
 
 def _rows(prompts: Sequence[str], responses: Sequence[str], attrs: Sequence[Mapping]):
@@ -118,18 +157,24 @@ def _rows(prompts: Sequence[str], responses: Sequence[str], attrs: Sequence[Mapp
 
 
 def oracle_critiques(prompts: Sequence[str], responses: Sequence[str],
-                     attrs: Sequence[Mapping]) -> list[str]:
-    """`oracle_critique` for every (prompt, response, attrs)."""
+                     attrs: Sequence[Mapping], aspects: Sequence[str] = ASPECTS) -> list[str]:
+    """`oracle_critique` for every (prompt, response, attrs), mentioning only `aspects`."""
     prompts, responses, attrs = _rows(prompts, responses, attrs)
+    aspects = _check_aspects(aspects)
     for i, a in enumerate(attrs):
         _check_attrs(a, f"attrs[{i}]")
-    return [oracle_critique(p, r, a) for p, r, a in zip(prompts, responses, attrs)]
+    return [oracle_critique(p, r, a, aspects) for p, r, a in zip(prompts, responses, attrs)]
 
 
 def noisy_oracle_critiques(prompts: Sequence[str], responses: Sequence[str], attrs: Sequence[Mapping],
                            error_rate: float, seed: int = 0) -> list[str]:
     """Oracle critiques whose right/wrong verdict is flipped for a share `error_rate` of the
-    responses that make a claim (drawn with `seed`); everything else stays true."""
+    responses that make a claim (drawn with `seed`); everything else stays true.
+
+    A flipped verdict on an arithmetic answer comes with a redone sum that agrees with it: "= 85"
+    for a wrong 85 called correct, "= 86, not 85" (a false result) for a right 85 called wrong, so
+    the presence or form of the sum never marks the flipped critiques.
+    """
     if isinstance(error_rate, bool) or not isinstance(error_rate, (int, float)) or not 0 <= error_rate <= 1:
         hint = " (a fraction, not a percentage)" if isinstance(error_rate, (int, float)) and 1 < error_rate <= 100 else ""
         raise ValueError(f"error_rate must be a number in [0, 1], got {error_rate!r}{hint}")
@@ -142,7 +187,13 @@ def noisy_oracle_critiques(prompts: Sequence[str], responses: Sequence[str], att
         a = dict(_check_attrs(a, f"attrs[{i}]"))
         if a["correct"] is not None and rng.random() < error_rate:
             a["correct"] = not a["correct"]
-            out.append(oracle_critique("", r, a))  # no prompt: the redone sum would give it away
+            check = None
+            parsed = _arithmetic(p, r)
+            if parsed is not None:
+                expr, right, said = parsed
+                # the false sum: the stated result when now called right, another one when called wrong
+                check = f"{expr} = {said}" if a["correct"] else f"{expr} = {said + rng.choice((-10, -1, 1, 10))}, not {said}"
+            out.append(oracle_critique(p, r, a, check=check))
         else:
             out.append(oracle_critique(p, r, a))
     return out

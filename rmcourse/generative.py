@@ -55,7 +55,7 @@ __all__ = [
 
 CACHE_FOLDER = "ch07-cache"
 _MIN_SHARED_PREFIX = 8  # shorter common prefixes are not worth a separate forward
-_LOADED: dict[tuple[str, str], "CausalLM"] = {}
+_LOADED: dict[tuple[str, str, bool], "CausalLM"] = {}  # (name, device, bf16)
 
 
 @dataclass
@@ -120,7 +120,8 @@ class CausalLM:
 
 def load_causal_lm(name: str = "smollm2", device: str | torch.device | None = None,
                    bf16: bool | None = None) -> CausalLM:
-    """The bundled decoder as a causal LM, loaded once per process and device (10-20 s on CPU).
+    """The bundled decoder as a causal LM, loaded once per process and device (10-20 s on CPU);
+    one `CausalLM` per bf16 setting, sharing the weights.
 
     `bf16=None` uses bf16 autocast where `rmcourse.device.bf16_supported(device)` says it pays.
     Only GGUF-bundled decoders ("smollm2") are supported.
@@ -141,11 +142,18 @@ def load_causal_lm(name: str = "smollm2", device: str | torch.device | None = No
 
     target = pick_device() if device is None else resolve_device(device)
     use_bf16 = bf16_supported(target) if bf16 is None else bf16
-    key = (name, str(target))
+    key = (name, str(target), use_bf16)
     cached = _LOADED.get(key)
     if cached is not None:
-        cached.bf16 = use_bf16
         return cached
+    # the same weights under the other autocast setting: share them, never change a CausalLM
+    # that another caller holds (its cache keys and numbers depend on its bf16)
+    twin = _LOADED.get((name, str(target), not use_bf16))
+    if twin is not None:
+        lm = CausalLM(model=twin.model, tokenizer=twin.tokenizer, device=target, bf16=use_bf16,
+                      name=name, sha256=twin.sha256)  # the defaults a fresh load has
+        _LOADED[key] = lm
+        return lm
     folder, gguf_file = bundled_model_path(name)
     with quiet_transformers(), _gguf_parsed_once():
         tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)

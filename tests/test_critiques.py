@@ -3,6 +3,7 @@ import pytest
 from _tiny_causal_lm import make_tiny_lm
 
 from rmcourse.critiques import (
+    ASPECTS,
     arithmetic_check,
     lm_critiques,
     noisy_oracle_critiques,
@@ -30,10 +31,36 @@ def test_oracle_critique_says_what_the_gold_reward_counts():
     assert "helps with a harmful request" in harmful and "correct" not in harmful
     assert "rightly refuses" in oracle_critique("q", "No.", attrs(correct=None, refuses=True, should_refuse=True))
     assert "refuses a harmless request" in oracle_critique("q", "No.", attrs(correct=None, refuses=True))
+    assert "1 filler sentence that adds nothing" in oracle_critique("q", "a", attrs(padding=1))
     with pytest.raises(ValueError, match="missing"):
         oracle_critique("q", "a", {"correct": True})
     with pytest.raises(TypeError, match="mapping"):
         oracle_critique("q", "a", None)
+
+
+def test_aspects_separate_the_verdict_from_the_counts():
+    a = attrs(correct=False, detail=2, polite=False, padding=3)
+    full = oracle_critique("Compute 37 + 48.", "The answer is 75.", a)
+    verdict = oracle_critique("Compute 37 + 48.", "The answer is 75.", a, aspects=["verdict"])
+    counts = oracle_critique("Compute 37 + 48.", "The answer is 75.", a, aspects=["detail", "tone", "filler"])
+    assert verdict == "The answer is wrong: 37 + 48 = 85, not 75."
+    assert counts == "It gives 2 useful details. The tone is curt. It has 3 filler sentences that add nothing."
+    assert full == f"{verdict} {counts}" and ASPECTS == ("verdict", "detail", "tone", "filler")
+    # the verdict covers the refusal decision; a critic with nothing to say says so
+    assert oracle_critique("q", "No.", attrs(correct=None, refuses=True), aspects=["verdict"]) == \
+        "It refuses a harmless request that it should answer."
+    assert oracle_critique("q", "Hi.", attrs(correct=None), aspects=["verdict"]) == "Nothing to remark."
+    ds = PreferenceWorld(0).pairs("test", 40)
+    only = oracle_critiques(ds["prompt"], ds["chosen"], ds["chosen_attrs"], aspects=("detail", "tone", "filler"))
+    assert not any("correct" in c or "wrong" in c or "refus" in c for c in only)
+    with pytest.raises(ValueError, match="aspects"):
+        oracle_critique("q", "a", attrs(), aspects=["verdict", "length"])
+    with pytest.raises(ValueError, match="aspects"):
+        oracle_critiques(["q"], ["a"], [attrs()], aspects=[])
+    with pytest.raises(TypeError, match="single string"):
+        oracle_critique("q", "a", attrs(), aspects="verdict")
+    with pytest.raises(TypeError, match="check must be"):
+        oracle_critique("q", "a", attrs(), check=85)
 
 
 def test_arithmetic_check():
@@ -63,6 +90,31 @@ def test_noisy_oracle_flips_only_the_verdict():
     assert 0.25 * sum(claims) < changed < 0.75 * sum(claims)
     with pytest.raises(ValueError, match="error_rate"):
         noisy_oracle_critiques(p, r, a, 1.5)
+
+
+def test_a_flipped_verdict_keeps_a_consistent_sum():
+    # the leak the sum used to carry: a flipped verdict came without the redone sum
+    prompts = ["Compute 37 + 48.", "Compute 37 + 48."]
+    responses = ["The answer is 75.", "The answer is 85."]
+    both = [attrs(correct=False), attrs(correct=True)]
+    assert noisy_oracle_critiques(prompts, responses, both, 0.0) == [
+        "The answer is wrong: 37 + 48 = 85, not 75. It gives 2 useful details. The tone is friendly.",
+        "The answer is correct: 37 + 48 = 85. It gives 2 useful details. The tone is friendly."]
+    wrong_called_right, right_called_wrong = noisy_oracle_critiques(prompts, responses, both, 1.0)
+    assert wrong_called_right.startswith("The answer is correct: 37 + 48 = 75.")
+    head = "The answer is wrong: 37 + 48 = "
+    assert right_called_wrong.startswith(head) and ", not 85." in right_called_wrong
+    false_sum = int(right_called_wrong[len(head):].split(",")[0])
+    assert false_sum != 85
+    # on the world's arithmetic answers, every critique that gives a verdict redoes the sum, flipped or not
+    ds = PreferenceWorld(0).pairs("test", 200)
+    p, r, a = ds["prompt"], ds["rejected"], ds["rejected_attrs"]
+    arith = [k for k in range(len(p)) if arithmetic_check(p[k], r[k]) is not None and a[k]["correct"] is not None]
+    assert len(arith) >= 5
+    noisy = noisy_oracle_critiques(p, r, a, 0.5, seed=0)
+    assert all(" = " in noisy[k] for k in arith)
+    flipped = [k for k in arith if ("is wrong" in noisy[k]) != (a[k]["correct"] is False)]
+    assert flipped and len(flipped) < len(arith)
     with pytest.raises(ValueError, match="line up"):
         noisy_oracle_critiques(p[:3], r, a, 0.1)
 

@@ -170,5 +170,11 @@ def test_real_smollm2_is_loaded_once_as_a_causal_lm():
     assert lm.tokenizer.pad_token_id != lm.tokenizer.eos_token_id
     assert len(lm.sha256) == 64
     assert load_causal_lm("smollm2", device="cpu") is lm
+    # another bf16 setting gets its own CausalLM on the same weights and leaves `lm` as it was
+    other = load_causal_lm("smollm2", device="cpu", bf16=not lm.bf16)
+    assert other is not lm and other.bf16 == (not lm.bf16) and other.model is lm.model
+    assert lm.settings()["bf16"] != other.settings()["bf16"]
+    assert load_causal_lm("smollm2", device="cpu", bf16=lm.bf16) is lm
+    assert load_causal_lm("smollm2", device="cpu", bf16=other.bf16) is other
     lp = next_token_logprobs(lm, [lm.chat("Reply with Yes or No: is water wet?")], ["Yes", "No"], cache=False)
     assert lp.shape == (1, 2) and float(lp.exp().sum()) > 0.5  # an instruct model answers Yes/No here
