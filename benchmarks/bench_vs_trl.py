@@ -4,13 +4,17 @@
     python benchmarks/bench_vs_trl.py --data world                  # preference-world pairs
     python benchmarks/bench_vs_trl.py --data dialogue               # multi-turn HH-style dialogues
     python benchmarks/bench_vs_trl.py                               # both, one table each
+    python benchmarks/bench_vs_trl.py --backbone smollm2 --data dialogue --threads 1 \
+        --n-train 8 --n-test 8 --batch-size 4 --seeds 0 \
+        --trainers rmcourse rmcourse-no-prefix-sharing trl-defaults   # the decoder row
 
 Rows (3 seeds each by default; seed = initial head weights and data order, the same for all
 trainers):
 - `rmcourse`: `rmcourse.trainer.train_reward_model` with its defaults, as `python -m
   rmcourse.train` runs it (`RMCOURSE_DEFAULTS`): dropout off, bf16 autocast where the device has
   bf16 units, random batches whose rows run through the model in length-sorted chunks on a CPU
-  (`forward_chunk_size="auto"`), every layer trained.
+  (`forward_chunk_size="auto"`), every layer trained; with a decoder backbone (`--backbone
+  smollm2`) each pair packed in one row, its prompt computed once (`prefix_sharing="auto"`).
 - `trl-defaults` (the headline): TRL 1.16 `RewardTrainer` at its defaults, as a new user gets
   them: `bf16=True`, `gradient_checkpointing=True`, `disable_dropout=True`.
 - `trl-tuned`: TRL with `bf16=False, gradient_checkpointing=False` (float32, no recomputation).
@@ -18,11 +22,13 @@ trainers):
   `rmcourse-frozen2` / `rmcourse-frozen3` (embeddings + 2 or 3 lowest layers frozen), `rmcourse-grouped`
   (length-grouped batches), `rmcourse-one-forward` (one stacked forward per batch),
   `rmcourse-grouped-one-forward`, `rmcourse-dropout` (dropout kept), `rmcourse-fp32`,
+  `rmcourse-no-prefix-sharing` (a decoder's two rows per pair, `prefix_sharing=False`),
   `rmcourse-no-segments` (every token in segment 0, as TRL's collator sends no token_type_ids),
   `rmcourse-mega8` (length-grouped batches sorted within random groups of 8 batches instead of
   50; patched in here, not a trainer option).
 
-Every trainer: all-MiniLM-L6-v2 with the same seeded head (`load_reward_model("minilm", seed=s)`),
+Every trainer: all-MiniLM-L6-v2 (or, with `--backbone smollm2`, SmolLM2-135M-Instruct) with the
+same seeded head (`load_reward_model(backbone, seed=s)`),
 the same token ids, batch size, one epoch, learning rate, 10% linear warmup then cosine decay,
 AdamW (fused, weight decay 0), gradient clipping at 1.0. The hyper-parameters are matched on
 purpose; what differs is each trainer's own machinery (precision, checkpointing, batching,
@@ -81,6 +87,7 @@ RMCOURSE_VARIANTS = {  # TrainConfig fields (and "frozen_layers") changed from R
     "rmcourse": {},
     "rmcourse-dropout": {"disable_dropout": False},
     "rmcourse-fp32": {"bf16": False},
+    "rmcourse-no-prefix-sharing": {"prefix_sharing": False},
     "rmcourse-grouped": {"group_by_length": True},
     "rmcourse-one-forward": {"forward_chunk_size": None},
     "rmcourse-grouped-one-forward": {"group_by_length": True, "forward_chunk_size": None},
@@ -95,9 +102,11 @@ TRL_VARIANTS = {
 }
 LABELS = {
     "rmcourse": "rmcourse `train_reward_model` (defaults: no dropout, bf16 where supported, random "
-                "batches, length-sorted forward chunks on a CPU)",
+                "batches, length-sorted forward chunks on a CPU; a decoder's pairs packed with "
+                "the prompt shared)",
     "rmcourse-dropout": "rmcourse, dropout kept (`disable_dropout=False`)",
     "rmcourse-fp32": "rmcourse, float32 (`bf16=False`)",
+    "rmcourse-no-prefix-sharing": "rmcourse, two rows per pair (`prefix_sharing=False`)",
     "rmcourse-grouped": "rmcourse, length-grouped batches (`group_by_length=True`)",
     "rmcourse-one-forward": "rmcourse, one stacked forward per batch (`forward_chunk_size=None`)",
     "rmcourse-grouped-one-forward": "rmcourse, length-grouped batches, one stacked forward",
@@ -117,6 +126,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data", nargs="+", choices=sorted(DATA_DEFAULTS), default=["world", "dialogue"],
                    help="data set(s): world (preference-world pairs) and/or dialogue (the same "
                         "pairs as multi-turn HH-style transcripts, prompts of 100-250 tokens)")
+    p.add_argument("--backbone", choices=("minilm", "smollm2"), default="minilm",
+                   help="the model every trainer starts from (default: minilm; smollm2 is a "
+                        "decoder, where rmcourse packs each pair with its prompt shared)")
     p.add_argument("--n-train", type=int, default=1024, help="training pairs drawn")
     p.add_argument("--n-test", type=int, default=800, help="clean test pairs drawn")
     p.add_argument("--max-length", type=int, default=None,
@@ -173,6 +185,7 @@ def quiet_libraries() -> None:
 # ---------------------------------------------------------------- data
 def build_data(name: str, args, tokenizer) -> dict:
     """Canonical train/test pairs and their token ids under rmcourse's truncation policy."""
+    from rmcourse.prefix_sharing import token_savings
     from rmcourse.tokenization import tokenize_pairs
     from rmcourse.world import PreferenceWorld
 
@@ -189,17 +202,20 @@ def build_data(name: str, args, tokenizer) -> dict:
         tok, report = tokenize_pairs(ds, tokenizer, args.max_length)
         out[split] = tok.select_columns(["prompt", "chosen", "rejected"])  # the rows kept
         out[f"{split}_tok"] = tok
+        saved = token_savings(tok["chosen_input_ids"], tok["rejected_input_ids"])
         out["counts"][split] = {"drawn": n, "kept": report.n_kept, "prompt_cut": report.n_truncated,
                                 "dropped": report.n_dropped,
-                                "mean_tokens": float(np.mean(tok["length"]))}
+                                "mean_tokens": float(np.mean(tok["length"])),
+                                "tokens_two_rows": saved["tokens_separate"],
+                                "tokens_packed": saved["tokens_packed"]}
     return out
 
 
-def fresh_model(seed: int, max_length: int):
-    """MiniLM with the head initialised from `seed`, on the CPU, dropout as shipped."""
+def fresh_model(seed: int, max_length: int, backbone: str = "minilm"):
+    """The backbone with the head initialised from `seed`, on the CPU, dropout as shipped."""
     from rmcourse.models import load_reward_model
 
-    return load_reward_model("minilm", device="cpu", seed=seed, max_length=max_length)
+    return load_reward_model(backbone, device="cpu", seed=seed, max_length=max_length)
 
 
 def n_steps(args, n_pairs: int) -> int:
@@ -229,7 +245,7 @@ def run_rmcourse(variant: str, seed: int, args, data: dict) -> dict:
     from rmcourse.metrics import score_tokenized
     from rmcourse.trainer import TrainConfig, train_reward_model, use_bf16
 
-    model = fresh_model(seed, args.max_length)
+    model = fresh_model(seed, args.max_length, args.backbone)
     if variant == "rmcourse-no-segments":
         _drop_segments(model)
     steps = n_steps(args, len(data["train"]))
@@ -309,8 +325,15 @@ def run_trl(variant: str, seed: int, args, data: dict) -> dict:
     from trl import RewardConfig, RewardTrainer
     from trl.trainer.reward_trainer import DataCollatorForPreference
 
-    model = fresh_model(seed, args.max_length)
+    model = fresh_model(seed, args.max_length, args.backbone)
     hf, tokenizer = model.hf, model.tokenizer
+    # SmolLM2 comes from a GGUF file that transformers dequantizes to float32 tensors on load but
+    # still flags as quantized, and its Trainer refuses to fine-tune a "purely quantized" model.
+    # The weights are plain float32 (rmcourse trains them as they are): drop the stale flag.
+    if getattr(getattr(hf, "hf_quantizer", None), "quantization_config", None) is not None \
+            and str(hf.hf_quantizer.quantization_config.quant_method.value) == "gguf":
+        assert all(p.dtype == torch.float32 for p in hf.parameters())
+        hf.is_quantized = False
     train_tok = data["train_tok"]
     steps = n_steps(args, len(train_tok))
     ids = Dataset.from_dict({"chosen_ids": train_tok["chosen_input_ids"],
@@ -331,7 +354,7 @@ def run_trl(variant: str, seed: int, args, data: dict) -> dict:
     # accelerate wrapped hf.forward in bf16 autocast for good (with bf16 TRL): score the trained
     # weights in a clean copy instead, in float32 like every other row (a saved and reloaded TRL
     # model scores the same way).
-    clean = fresh_model(seed, args.max_length).hf
+    clean = fresh_model(seed, args.max_length, args.backbone).hf
     clean.load_state_dict(hf.state_dict())
     chosen, rejected = trl_scores(clean, tokenizer, data["test_tok"], DataCollatorForPreference)
     return {"seconds": seconds, "cpu_seconds": cpu,
@@ -402,18 +425,23 @@ def run_data_set(name: str, args, trl_version: str) -> tuple[dict, list[str]]:
     args = argparse.Namespace(**vars(args))
     args.max_length = args.max_length or max_length
     args.lr = args.lr or lr
-    tokenizer = fresh_model(0, args.max_length).tokenizer
+    from rmcourse.models import load_tokenizer
+
+    tokenizer = load_tokenizer(args.backbone)  # set up as load_reward_model sets it
     data = build_data(name, args, tokenizer)
     steps = n_steps(args, len(data["train"]))
     print(f"\n## data set: {name}")
     for split, c in data["counts"].items():
         print(f"{split}: {c['kept']} of {c['drawn']} pairs kept at max_length={args.max_length} "
               f"({c['prompt_cut']} with the prompt cut from the left, {c['dropped']} left out), "
-              f"{c['mean_tokens']:.0f} tokens per longer side on average")
+              f"{c['mean_tokens']:.0f} tokens per longer side on average; "
+              f"{c['tokens_two_rows']} real tokens in two rows per pair, {c['tokens_packed']} "
+              f"with the shared prefix once ({100 * (1 - c['tokens_packed'] / c['tokens_two_rows']):.0f}% "
+              "fewer)")
     for split, d in data.get("prompt_tokens", {}).items():
         print(f"{split} dialogue prompts before truncation: {d['min']}-{d['max']} tokens "
               f"(median {d['median']:.0f}), {d['mean_turns']:.1f} human turns on average")
-    print(f"settings: batch {args.batch_size} pairs, {steps} steps ({args.epochs:g} epoch), lr "
+    print(f"backbone: {args.backbone}; settings: batch {args.batch_size} pairs, {steps} steps ({args.epochs:g} epoch), lr "
           f"{args.lr:g}, warmup {args.warmup_ratio:g} then cosine, AdamW wd 0, clip 1.0, "
           f"{torch.get_num_threads()} torch threads; seeds {args.seeds}", flush=True)
 
@@ -424,6 +452,11 @@ def run_data_set(name: str, args, trl_version: str) -> tuple[dict, list[str]]:
             run = (run_rmcourse if trainer in RMCOURSE_VARIANTS else run_trl)(trainer, seed, args, data)
             run["seed"] = seed
             runs[trainer].append(run)
+            if args.json:  # what ran so far survives an interrupted run (--report reads it)
+                with open(f"{args.json}.partial", "w") as fh:
+                    json.dump({name: {"args": vars(args), "counts": data["counts"],
+                                      "prompt_tokens": data.get("prompt_tokens"), "steps": steps,
+                                      "runs": runs, "trl_version": trl_version}}, fh, indent=1)
             print(f"  seed {seed} {trainer:22s} {run['pairs']} pairs in {run['seconds']:6.1f} s = "
                   f"{run['pairs'] / run['seconds']:5.2f} pairs/s ({run['pairs'] / run['cpu_seconds']:.2f} "
                   f"per CPU-s), held-out accuracy {np.mean(run['correct']):.3f}, ties {run['ties']}",
@@ -444,6 +477,7 @@ def run_data_set(name: str, args, trl_version: str) -> tuple[dict, list[str]]:
 def report_data_set(name: str, runs: dict[str, list[dict]], args,
                     trl_version: str) -> tuple[dict, list[str]]:
     """Print one data set's table and speed-up; return the summary and the targets missed."""
+    runs = {trainer: rs for trainer, rs in runs.items() if rs}  # an interrupted run's empty rows
     summary = summarise(runs, args.n_boot, args.speed)
     unit = "per CPU-second (1 thread)" if args.speed == "cpu" else "per wall-clock second"
     print(f"\n| trainer ({name}) | training pairs {unit}, median (range) | pairs per wall-clock "
@@ -479,6 +513,11 @@ def report_data_set(name: str, runs: dict[str, list[dict]], args,
             if gap < -args.max_accuracy_drop:
                 failed.append(f"{name}: rmcourse's held-out accuracy is {-gap:.1f} points below "
                               f"{trainer}'s (allowed {args.max_accuracy_drop:g})")
+    if "rmcourse-no-prefix-sharing" in summary:
+        sharing = (summary["rmcourse"]["pairs_per_s"]
+                   / summary["rmcourse-no-prefix-sharing"]["pairs_per_s"])
+        summary["prefix_sharing_speedup"] = sharing
+        print(f"speed-up of prefix sharing ({name}): {sharing:.2f}x in pairs {unit}")
     summary["speedup"], summary["wall_speedup"] = speedup, wall_speedup
     return summary, failed
 

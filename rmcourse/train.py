@@ -15,7 +15,9 @@ Defaults a practitioner would choose (as TRL's RewardConfig): dropout off while 
 GPU, or a CPU with AMX-BF16 / AVX512-BF16 / Arm BF16), float32 elsewhere; the run prints what it
 chose. Batches are random; on a CPU each batch's rows run through the model in length-sorted
 chunks (the same pairs, less padding). --group-by-length batches pairs of similar length instead
-(less padding still, but measured less accurate: benchmarks/README.md). --freeze-layers N freezes
+(less padding still, but measured less accurate: benchmarks/README.md). A decoder backbone
+(smollm2) packs each pair in one row, so its shared prompt is computed once (--prefix-sharing
+auto; same rewards, rmcourse.prefix_sharing). --freeze-layers N freezes
 the embeddings and the N lowest layers: faster steps, but at this trainer's learning rate 2 frozen
 layers were less accurate on the preference world (same file).
 
@@ -137,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "matrix units (AMX-BF16, AVX512-BF16, Arm BF16), float32 elsewhere; "
                             "on = always (emulated, slow, on other CPUs); off = float32 "
                             "(default: auto)")
+    train.add_argument("--prefix-sharing", choices=("auto", "on", "off"), default="auto",
+                       help="pack each pair as one row [prompt | chosen | rejected] so the "
+                            "prompt is computed once: auto = for a decoder in one process (the "
+                            "same rewards and gradients); on = insist (an encoder is refused: "
+                            "its prompt attends to the answer); off = two rows (default: auto)")
     train.add_argument("--keep-dropout", action="store_true",
                        help="keep the backbone's dropout while training (default: off, as TRL's "
                             "disable_dropout: dropout draws different masks for the chosen and "
@@ -245,8 +252,9 @@ def load_data_or_exit(flag: str, spec: str, fmt: str = "auto"):
         raise SystemExit(f"error: {flag}: {err}") from None
 
 
-def describe_choices(config, device, world_size: int = 1) -> str:
-    """One line saying what the trainer will use: precision (and why), dropout and batching."""
+def describe_choices(config, device, world_size: int = 1, model=None) -> str:
+    """One line saying what the trainer will use: precision (and why), dropout and batching,
+    and, given the model, whether pairs are packed with their prompt shared (and why)."""
     import os
 
     from rmcourse.device import cpu_bf16_flags
@@ -270,7 +278,29 @@ def describe_choices(config, device, world_size: int = 1) -> str:
     chunk = forward_chunk_size(config, device, world_size)
     forward = ("one stacked forward" if chunk is None
                else f"forward in length-sorted chunks of at most {chunk} rows")
-    return f"precision: {precision} ({why}); dropout: {dropout}; batches: {batches}, {forward}"
+    line = f"precision: {precision} ({why}); dropout: {dropout}; batches: {batches}, {forward}"
+    if model is not None:
+        line += f"; prefix sharing: {_describe_sharing(config, model, world_size)}"
+    return line
+
+
+def _describe_sharing(config, model, world_size: int) -> str:
+    from rmcourse.prefix_sharing import check_prefix_sharing, resolve_prefix_sharing
+
+    flag = {True: "on", False: "off", "auto": "auto"}[config.prefix_sharing]
+    if resolve_prefix_sharing(config.prefix_sharing, model, world_size):
+        return (f"on (--prefix-sharing {flag}; decoder: each pair is one row [prompt | chosen | "
+                "rejected], its prompt computed once, the same rewards)")
+    if config.prefix_sharing is False:
+        return "off (--prefix-sharing off)"
+    if world_size > 1:
+        return f"off (--prefix-sharing auto; {world_size} processes: not under DDP)"
+    try:
+        check_prefix_sharing(model)
+    except (TypeError, ValueError) as err:
+        reason = str(err).split(":")[0] if "encoder" in str(err) else str(err)
+        return f"off (--prefix-sharing auto; {reason})"
+    return "off"
 
 
 def _say(info, *lines: str) -> None:
@@ -325,8 +355,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=args.progress and info.is_main,
             bf16={"auto": "auto", "on": True, "off": False}[args.bf16],
             disable_dropout=not args.keep_dropout,
+            prefix_sharing={"auto": "auto", "on": True, "off": False}[args.prefix_sharing],
         )
-        _say(info, describe_choices(config, device, info.world_size))
+        try:
+            _say(info, describe_choices(config, device, info.world_size, model))
+        except ValueError as err:  # --prefix-sharing on for a model it cannot serve
+            raise SystemExit(f"error: --prefix-sharing: {err}") from None
         start = time.perf_counter()
         kwargs = {"distributed": info} if info.is_distributed else {}
         result = train_reward_model(model, train_ds, val_ds, config, **kwargs)

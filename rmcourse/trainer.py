@@ -5,7 +5,9 @@ What it does, in the order a step runs:
   (rewards[:B] are the chosen, rewards[B:] the rejected). On a GPU that is ONE forward, padded to
   the longest row; on a CPU (`forward_chunk_size="auto"`) the 2B rows are sorted by length and
   run through the model 8 at a time, each chunk padded only to its own longest row
-  (`rmcourse.tokenization.length_sorted_chunks`): the same pairs and the same loss, less padding;
+  (`rmcourse.tokenization.length_sorted_chunks`): the same pairs and the same loss, less padding.
+  A decoder packs each pair in one row instead (`prefix_sharing="auto"`,
+  `rmcourse.prefix_sharing`): the prompt is computed once, the rewards are the same;
 - loss = `rmcourse.losses.pairwise_loss` (Bradley-Terry, optional Llama-2 margin, optional reward
   centering as in Eisenstein et al. 2023 / TRL's `center_rewards_coefficient`);
 - gradient accumulation weights each micro-batch by its share of the pairs in the update, so the
@@ -48,6 +50,7 @@ import torch
 from rmcourse.device import autocast, bf16_supported, float32_readout, pick_device, seed_everything
 from rmcourse.losses import pairwise_loss
 from rmcourse.metrics import pair_collator_for, score_tokenized
+from rmcourse.prefix_sharing import prefix_shared_stacked_rewards, resolve_prefix_sharing
 from rmcourse.tokenization import length_grouped_batches, length_sorted_chunks, tokenize_pairs
 
 HISTORY_COLUMNS = ["step", "epoch", "lr", "loss", "accuracy", "margin", "reward_mean",
@@ -70,6 +73,10 @@ class TrainConfig:
     says it is faster (CUDA; a CPU with bf16 matrix units), float32 elsewhere; `True` forces
     bf16 autocast (CUDA or CPU; on a CPU without bf16 units it is emulated and slow), `False`
     forces float32.
+    `prefix_sharing="auto"` (default) packs each pair as one row [prompt | chosen | rejected]
+    for a decoder RewardModel in one process (`rmcourse.prefix_sharing`: same rewards and
+    gradients within float32 rounding, the shared prompt computed once); True insists (an encoder
+    is refused: not exact there), False always runs the two rows.
     """
 
     lr: float = 5e-5
@@ -89,6 +96,7 @@ class TrainConfig:
     forward_chunk_size: int | str | None = "auto"
     seed: int = 0
     bf16: bool | str = "auto"
+    prefix_sharing: bool | str = "auto"
     disable_dropout: bool = True
     progress: bool = True
     log_every: int = 1
@@ -138,8 +146,9 @@ class TrainConfig:
                     or not isinstance(self.forward_chunk_size, int) or self.forward_chunk_size < 1):
                 raise ValueError("forward_chunk_size must be a positive int, None or 'auto', got "
                                  f"{self.forward_chunk_size!r}")
-        if self.bf16 not in (True, False, "auto"):
-            raise ValueError(f"bf16 must be True, False or 'auto', got {self.bf16!r}")
+        for name in ("bf16", "prefix_sharing"):
+            if getattr(self, name) not in (True, False, "auto"):
+                raise ValueError(f"{name} must be True, False or 'auto', got {getattr(self, name)!r}")
         if self.early_stopping_patience is not None and self.eval_every is None:
             raise ValueError("early_stopping_patience needs eval_every (how many steps between "
                              "validations)")
@@ -483,6 +492,7 @@ def _train(model, tokenizer, train_ds, val_ds, config: TrainConfig, distributed:
             print(f"val: {val_report}")
     collate = pair_collator_for(model, config.max_length)
     chunk_size = forward_chunk_size(config, device, world)
+    sharing = resolve_prefix_sharing(config.prefix_sharing, model, world)
     n_pairs = len(train_tok)
     lengths = list(train_tok["length"]) if config.group_by_length else None
     # Plain Python rows, read once: indexing a Dataset row by row is slow.
@@ -546,9 +556,13 @@ def _train(model, tokenizer, train_ds, val_ds, config: TrainConfig, distributed:
             sync = (forward_model.no_sync() if world > 1 and n_micro < len(groups)
                     else nullcontext())
             with sync, autocast(device, enabled=bf16):
-                # B chosen rows, then B rejected: one forward, or length-sorted chunks
-                rewards = stacked_rewards(forward_model, batch, device, chunk_size,
-                                          collate.padding_side)
+                # B chosen rows, then B rejected: one forward, or length-sorted chunks, of
+                # the rows or (prefix sharing) of the packed pairs
+                if sharing:
+                    rewards = prefix_shared_stacked_rewards(model, batch, chunk_size)
+                else:
+                    rewards = stacked_rewards(forward_model, batch, device, chunk_size,
+                                              collate.padding_side)
             rewards = rewards.float()
             chosen, rejected = rewards[:b], rewards[b:]
             loss = pairwise_loss(chosen, rejected, margin=margin,
