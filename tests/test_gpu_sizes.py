@@ -40,7 +40,10 @@ RUN_SIZES = {
     ("course_models", "eval_every"): "validation cadence; checked below against the steps",
     ("course_models", "eval_batch_size"): "scoring batch size",
     ("course_models", "frozen_layers"): "how many layers train, not data",
+    ("07_judges_and_generative_rms", "N_GEN"): "judgements generated, on the first test pairs already built",
+    ("07b_verifiers_and_critiques", "CRITIQUE_TOKENS"): "new tokens per generated critique, not data",
     ("08b_dpo_implicit_reward", "TRAINABLE"): "how many decoder blocks train, not data",
+    ("08b_dpo_implicit_reward", "fit_floor"): "an assert's threshold on training accuracy, not data",
     ("09_policy_against_a_reward_model", "POOL"): "answers sampled per prompt for best-of-n; the n values "
                                                   "printed are filtered to n <= POOL in the notebook",
     ("09_policy_against_a_reward_model", "STEPS"): "RL steps on the same prompts",
@@ -71,13 +74,14 @@ BUILT = {
     **{("07_judges_and_generative_rms", name): "test_ch07_data" for name in (
         "N_TRAIN", "N_TEST", "N_JUDGE", "N_POS", "N_POOLS", "N_SIM", 'world.pairs("validation", scaled(*')},
     **{("07b_verifiers_and_critiques", name): "test_ch07b_data" for name in (
-        "N_TRAIN", "N_TEST", "N_GENRM", "N_BON", "N_CLOUD_TRAIN", "N_CLOUD_TEST", "N_CLOUD_BIG",
+        "N_TRAIN", "N_TEST", "N_GENRM", "N_BON", "N_CLOUD_TRAIN", "N_CLOUD_TEST", "N_CLOUD_BIG", "N_BIG_TRAIN",
         'world.pairs("validation", scaled(*')},
     **{("08_beyond_one_scalar", name): "test_ch08_data" for name in (
         "N_TRAIN", "N_TEST", "N_POOL", "N_PROBLEMS", "N_TEST_PROBLEMS")},
     ("08_beyond_one_scalar", "N_BENCH"): "test_ch08_rb2_bench",
     ("08b_dpo_implicit_reward", "N_DPO_TRAIN"): "test_ch08b_data",
     ("08b_dpo_implicit_reward", "N_DPO_EVAL"): "test_ch08b_data",
+    ("08b_dpo_implicit_reward", "N_DRAWS"): "test_ch08b_data",
 }
 
 
@@ -340,6 +344,11 @@ def test_ch07b_data():
     big = world.pairs("test", g("N_TEST") + 3 * g("N_CLOUD_BIG")).select(
         range(g("N_TEST"), g("N_TEST") + 3 * g("N_CLOUD_BIG")))
     assert sum(s in ("reasoning", "chat_hard") for s in big["section"]) >= g("N_CLOUD_BIG")
+    # three disjoint training sets after the pairs the first heads trained on
+    assert "world.pairs(\"train\", first + 9 * N_BIG_TRAIN)" in code, f"{stem} changed how it draws the big training sets"
+    first = 3 * g("N_CLOUD_TRAIN")
+    fresh = world.pairs("train", first + 9 * g("N_BIG_TRAIN")).select(range(first, first + 9 * g("N_BIG_TRAIN")))
+    assert sum(s in ("reasoning", "chat_hard") for s in fresh["section"]) >= 3 * g("N_BIG_TRAIN")
 
 
 def test_ch08_data():
@@ -370,3 +379,5 @@ def test_ch08b_data():
     world = PreferenceWorld(seed=0)
     assert len(world.pairs("train", gpu(stem, "N_DPO_TRAIN"))) == gpu(stem, "N_DPO_TRAIN")
     assert len(world.pairs("test", gpu(stem, "N_DPO_EVAL"))) == gpu(stem, "N_DPO_EVAL")
+    n = gpu(stem, "N_DPO_TRAIN") * gpu(stem, "N_DRAWS")  # disjoint training draws
+    assert len(world.pairs("train", n)) == n
