@@ -36,16 +36,9 @@ def test_dpo_loss_checks_input():
 @pytest.fixture(scope="module")
 def tiny():
     """A 3-block random Llama with SmolLM2's tokenizer (and chat template)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from _tiny_causal_lm import make_tiny_llama
 
-    from rmcourse.models import load_tokenizer
-
-    tok = load_tokenizer("smollm2")
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
-                      num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=True,
-                      pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    return LlamaForCausalLM(cfg).eval(), tok
+    return make_tiny_llama(3)
 
 
 PROMPTS = ["What is 2 + 2?", "Name a colour.", "Say hi."]
