@@ -314,3 +314,153 @@ def test_accumulate_gradients_checker(capsys):
 
     ok, out = verdict(ch04.check_accumulate_gradients, zeroes_between, capsys)
     assert not ok and "do not zero the gradients" in out
+
+
+# --- pair_mask_and_positions --------------------------------------------------------------------
+def _pair_loop(s, a, b, width):
+    """The same contract built entry by entry, the way a learner may write it."""
+    real = s + a + b
+    segment = [0] * s + [1] * a + [2] * b + [3] * (width - real)
+    mask = torch.zeros(width, width, dtype=torch.bool)
+    for i in range(width):
+        for j in range(width):
+            if segment[i] == 3:
+                mask[i, j] = i == j
+            elif j <= i and (segment[j] == 0 or segment[j] == segment[i]):
+                mask[i, j] = True
+    positions = [p for p in range(s + a)] + [s + k for k in range(b)] + [0] * (width - real)
+    return mask, torch.tensor(positions)
+
+
+def _pair(**change):
+    """The reference with one thing changed (each keyword a function of (mask, positions, s, a, b,
+    width) that edits them in place or returns a replacement pair)."""
+    from rmcourse.prefix_sharing import pair_mask_and_positions
+
+    def fn(s, a, b, width):
+        mask, positions = pair_mask_and_positions(s, a, b, width)
+        for edit in change.values():
+            out = edit(mask, positions, s, a, b, width)
+            if out is not None:
+                mask, positions = out
+        return mask, positions
+    return fn
+
+
+def test_pair_mask_and_positions_accepts_correct_forms(capsys):
+    from rmcourse.prefix_sharing import pair_mask_and_positions
+
+    def pads_see_everything_before(mask, positions, s, a, b, width):
+        for i in range(s + a + b, width):
+            mask[i, :i + 1] = True
+
+    def pads_see_all(mask, positions, s, a, b, width):
+        mask[s + a + b:] = True
+
+    def odd_pad_positions(mask, positions, s, a, b, width):
+        positions[s + a + b:] = torch.arange(s + a + b, width) + 7
+
+    for fn in (pair_mask_and_positions, _pair_loop,
+               _pair(ints=lambda m, p, *_: (m.long(), p)),
+               _pair(floats=lambda m, p, *_: (m.float(), p)),
+               _pair(int32=lambda m, p, *_: (m.to(torch.uint8), p.int())),
+               _pair(pads=pads_see_everything_before), _pair(pads=pads_see_all),
+               _pair(positions=odd_pad_positions),
+               _pair(as_lists=lambda m, p, *_: (m.tolist(), p.tolist())),
+               _pair(as_numpy=lambda m, p, *_: (m.numpy(), p.numpy()))):
+        ok, out = verdict(ch04.check_pair_mask_and_positions, fn, capsys)
+        assert ok and out.startswith("✅"), out
+
+
+def test_pair_mask_and_positions_names_each_mistake(capsys):
+    tril = lambda n: torch.ones(n, n, dtype=torch.bool).tril()
+
+    def leak(mask, positions, s, a, b, width):  # plain causal over the real tokens
+        mask[s + a:s + a + b, s:s + a] = tril(s + a + b)[s + a:, s:s + a]
+
+    def not_causal(mask, positions, s, a, b, width):  # the blocks are full, not triangular
+        c, r = s + a, s + a + b
+        mask[:s, :s] = True
+        mask[s:c, s:c] = True
+        mask[c:r, c:r] = True
+
+    def transposed(mask, positions, s, a, b, width):
+        return mask.T.contiguous(), positions
+
+    def strictly_causal(mask, positions, s, a, b, width):
+        idx = torch.arange(s + a + b)
+        mask[idx, idx] = False
+
+    def tail_without_prompt(mask, positions, s, a, b, width):
+        mask[s + a:s + a + b, :s] = False
+
+    def prompt_diagonal_only(mask, positions, s, a, b, width):
+        mask[:s, :s] = torch.eye(s, dtype=torch.bool)
+
+    def chosen_diagonal_only(mask, positions, s, a, b, width):
+        mask[s:s + a, s:s + a] = torch.eye(a, dtype=torch.bool)
+
+    def sees_padding(mask, positions, s, a, b, width):
+        mask[:s + a + b, s + a + b:] = True
+
+    def empty_pad_rows(mask, positions, s, a, b, width):
+        mask[s + a + b:] = False
+
+    def continued(mask, positions, s, a, b, width):
+        positions[:s + a + b] = torch.arange(s + a + b)
+
+    def restart(offset):
+        def fn(mask, positions, s, a, b, width):
+            positions[s + a:s + a + b] = torch.arange(s + offset, s + offset + b)
+        return fn
+
+    def from_one(mask, positions, s, a, b, width):
+        positions[:s + a + b] += 1
+
+    def additive(mask, positions, s, a, b, width):
+        return torch.zeros(mask.shape).masked_fill(~mask, float("-inf")), positions
+
+    def real_width(mask, positions, s, a, b, width):
+        n = s + a + b
+        return mask[:n, :n], positions[:n]
+
+    for wrong, messages in [
+        (_pair(e=leak), ["the rejected tail sees the chosen tail", "leak",
+                         "differ from the two unpacked forwards"]),
+        (_pair(e=not_causal), ["not causal", "comes after it"]),
+        (_pair(e=transposed), ["transposed"]),
+        (_pair(e=strictly_causal), ["does not attend to itself"]),
+        (_pair(e=tail_without_prompt), ["rejected tail", "must see the whole shared prompt"]),
+        (_pair(e=prompt_diagonal_only), ["shared prompt's own block must be causal"]),
+        (_pair(e=chosen_diagonal_only), ["chosen tail", "its own earlier tokens"]),
+        (_pair(e=sees_padding), ["must never see padding"]),
+        (_pair(e=empty_pad_rows), ["attends to nothing", "NaN", "poisons the weight gradients"]),
+        (_pair(e=continued), ["continue after the chosen tail", "n_shared + n_chosen = 7"]),
+        (_pair(e=restart(-1)), ["n_shared - 1 = 3", "one too early"]),
+        (_pair(e=restart(1)), ["n_shared + 1 = 5", "one too late"]),
+        (_pair(e=from_one), ["start at 1"]),
+        (_pair(e=lambda m, p, *_: (m, p.float())), ["return integers (torch.long)"]),
+        (_pair(e=additive), ["additive form"]),
+        (_pair(e=real_width), ["the real tokens only", "[11, 11]"]),
+        (_pair(e=lambda m, p, *_: (p, m)), ["return (mask, positions)"]),
+        (_pair(e=lambda m, p, *_: (m * 2, p)), ["True/False (or 1/0)"]),
+    ]:
+        ok, out = verdict(ch04.check_pair_mask_and_positions, wrong, capsys)
+        assert not ok and all(m in out for m in messages), (messages, out)
+
+    ok, out = verdict(ch04.check_pair_mask_and_positions, lambda s, a, b, w: None, capsys)
+    assert not ok and "forget `return`" in out
+
+    def unfinished(s, a, b, width):
+        raise NotImplementedError
+
+    ok, out = verdict(ch04.check_pair_mask_and_positions, unfinished, capsys)
+    assert not ok and out.startswith("⏳")
+
+
+def test_pair_mask_and_positions_checker_covers_the_edge_shapes():
+    shapes = ch04._PAIR_SHAPES
+    assert any(s == 0 for s, *_ in shapes) and any(s > 0 for s, *_ in shapes)
+    assert any(a == 1 for _, a, _, _ in shapes) and any(b == 1 for _, _, b, _ in shapes)
+    assert any(s + a + b == w for s, a, b, w in shapes)
+    assert any(s + a + b < w for s, a, b, w in shapes)

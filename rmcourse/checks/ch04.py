@@ -2,7 +2,8 @@
 
 The model-based checks use tiny randomly initialised BERTs (2 layers, dropout off) with MiniLM's
 tokenizer and a few preference-world pairs, so they run in about a second and compare against
-`rmcourse.throughput` / `rmcourse.tokenization`.
+`rmcourse.throughput` / `rmcourse.tokenization`. The prefix-sharing check compares a mask and
+position ids with the rules of `rmcourse.prefix_sharing.pair_mask_and_positions`, entry by entry.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ __all__ = [
     "check_training_memory",
     "check_length_grouped_batches",
     "check_accumulate_gradients",
+    "check_pair_mask_and_positions",
 ]
 
 
@@ -456,3 +458,186 @@ def check_accumulate_gradients(fn: Callable) -> bool:
         model.zero_grad(set_to_none=True)
 
     return check("accumulate_gradients", test)
+
+
+# ----------------------------------------------------------------------------------------------
+# (n_shared, n_chosen, n_rejected, width): a shared prompt first (so that "n_shared - 1" and
+# "n_shared + 1" name real positions), tails of one token, no shared token, width == real tokens
+# and width > real tokens
+_PAIR_SHAPES = ((4, 3, 2, 11), (3, 1, 1, 5), (2, 1, 2, 8), (0, 2, 3, 5), (0, 1, 1, 4), (5, 2, 1, 8))
+_SEGMENTS = ("shared prompt", "chosen tail", "rejected tail", "padding")
+
+
+def _pair_mask(mask: Any, call: str, width: int) -> torch.Tensor:
+    """The learner's mask as a bool [width, width] tensor; 0/1 integer or float masks are converted
+    (the exercise allows them), an additive 0 / -inf mask is refused by name."""
+    try:
+        mask = torch.as_tensor(mask)
+    except (TypeError, ValueError, RuntimeError):
+        raise AssertionError(f"{call}: the mask must be a tensor, got {type(mask).__name__}") from None
+    if mask.dtype == torch.bool:
+        return mask
+    expect(not mask.is_complex(), f"{call}: the mask must be bool (True = may attend), got {mask.dtype}")
+    values = mask.detach().double()
+    if bool(((values == 0) | (values == 1)).all()):
+        return values != 0
+    if mask.is_floating_point() and bool(((values == 0) | (values < -1e4)).all()):
+        raise AssertionError(
+            f"{call}: your mask holds 0 and -inf (or the dtype's minimum): that is the additive form "
+            "that eager attention adds to its scores. Return the bool form, True where token i may "
+            "attend to token j (SDPA takes it as given; pack_pairs passes it on)")
+    shown = sorted(set(values.flatten().tolist()))[:4]
+    raise AssertionError(f"{call}: the mask must hold True/False (or 1/0), got values {shown}")
+
+
+def _pair_positions(positions: Any, call: str) -> torch.Tensor:
+    try:
+        positions = torch.as_tensor(positions)
+    except (TypeError, ValueError, RuntimeError):
+        raise AssertionError(f"{call}: the positions must be a tensor, got "
+                             f"{type(positions).__name__}") from None
+    expect(not (positions.is_floating_point() or positions.is_complex()
+                or positions.dtype == torch.bool),
+           f"{call}: positions are {positions.dtype}, but position ids are indices, which "
+           "transformers takes as a LongTensor: return integers (torch.long)")
+    return positions
+
+
+def _pair_verdict(out: Any, n_shared: int, n_chosen: int, n_rejected: int, width: int) -> None:
+    """AssertionError naming the first mistake in the learner's (mask, positions) of one row."""
+    from rmcourse.prefix_sharing import pair_mask_and_positions
+
+    call = f"pair_mask_and_positions({n_shared}, {n_chosen}, {n_rejected}, {width})"
+    expect(out is not None, f"{call} returned None: did you forget `return`?")
+    expect(isinstance(out, (tuple, list)) and len(out) == 2,
+           f"{call} must return a pair (mask, positions), got {type(out).__name__}")
+    if all(hasattr(x, "dim") for x in out) and out[0].dim() == 1 and out[1].dim() == 2:
+        raise AssertionError(f"{call} returned (positions, mask): return (mask, positions)")
+    real = n_shared + n_chosen + n_rejected
+    mask = _pair_mask(out[0], call, width)
+    positions = _pair_positions(out[1], call)
+    if tuple(mask.shape) == (real, real) and real != width:
+        raise AssertionError(f"{call}: the mask is [{real}, {real}], the real tokens only; it must "
+                             f"cover the whole row, padding included: [width, width] = [{width}, {width}]")
+    expect(tuple(mask.shape) == (width, width),
+           f"{call}: the mask must be [width, width] = [{width}, {width}] (one row; pack_pairs adds "
+           f"the batch and head dimensions), got {list(mask.shape)}")
+    expect(tuple(positions.shape) == (width,),
+           f"{call}: positions must have shape [width] = [{width}], got {list(positions.shape)}")
+    want_mask, want_pos = pair_mask_and_positions(n_shared, n_chosen, n_rejected, width)
+    segment = [0] * n_shared + [1] * n_chosen + [2] * n_rejected + [3] * (width - real)
+
+    def name(i: int) -> str:
+        return f"token {i} ({_SEGMENTS[segment[i]]})"
+
+    def first(block: torch.Tensor) -> tuple[int, int]:
+        i, j = block.nonzero()[0].tolist()
+        return i, j
+
+    got, want = mask[:real, :real], want_mask[:real, :real]
+    if not torch.equal(got, want):
+        if torch.equal(got, want.T):
+            raise AssertionError(f"{call}: your mask is transposed. mask[i, j] says whether token i "
+                                 "(the row) may attend to token j (the column); yours lets each "
+                                 "token attend to the tokens AFTER it")
+        later = got & ~torch.ones(real, real, dtype=torch.bool).tril()
+        if later.any():
+            i, j = first(later)
+            raise AssertionError(
+                f"{call}: {name(i)} attends to {name(j)}, which comes after it: the mask is not "
+                "causal. A decoder token sees only itself and the tokens before it, as in its "
+                "unpacked row; a later token changes its hidden state and the rewards")
+    pad_cols = mask[:real, real:]
+    if pad_cols.any():
+        i, j = first(pad_cols)
+        raise AssertionError(
+            f"{call}: {name(i)} attends to padding position {real + j}: a real token must never "
+            "see padding, or its hidden state (and the reward) would depend on the padding ids and "
+            "on how wide the batch happens to be")
+    missing_self = [i for i in range(real) if not bool(mask[i, i])]
+    if missing_self:
+        raise AssertionError(
+            f"{call}: {name(missing_self[0])} does not attend to itself: mask[i, i] must be True "
+            "for every real token (with j < i only, the first token would attend to nothing)")
+    s, c = n_shared, n_shared + n_chosen
+    leak = mask[c:real, s:c]
+    if leak.any():
+        i, j = first(leak)
+        raise AssertionError(
+            f"{call}: {name(c + i)} attends to {name(s + j)}: the rejected tail sees the chosen "
+            "tail. That is the leak the mask must block: the rejected reward would depend on the "
+            "chosen answer, which the rejected row alone never contains, so the packed rewards "
+            "would differ from the two unpacked forwards")
+    tril = torch.ones(real, real, dtype=torch.bool).tril()
+    prompt = tril[:s, :s] & ~mask[:s, :s]
+    if prompt.any():
+        i, j = first(prompt)
+        raise AssertionError(
+            f"{call}: {name(i)} does not attend to {name(j)}: the shared prompt's own block must be "
+            "causal (each prompt token sees every prompt token up to itself), as in both unpacked rows")
+    for start, stop in ((s, c), (c, real)):
+        unseen = ~mask[start:stop, :s]
+        if unseen.any():
+            i, j = first(unseen)
+            raise AssertionError(
+                f"{call}: {name(start + i)} does not attend to {name(j)}: a tail must see the whole "
+                "shared prompt, as in its own row, or its reward is computed without (part of) "
+                "the prompt it answers")
+        own = tril[start:stop, start:stop] & ~mask[start:stop, start:stop]
+        if own.any():
+            i, j = first(own)
+            raise AssertionError(
+                f"{call}: {name(start + i)} does not attend to {name(start + j)}: each tail must "
+                "see its own earlier tokens (a causal block), as in its own row")
+    assert torch.equal(mask[:real, :real], want), "internal: a wrong real block was not named"
+    empty = [i for i in range(real, width) if not bool(mask[i].any())]
+    if empty:
+        raise AssertionError(
+            f"{call}: padding row {empty[0]} attends to nothing: its softmax runs over no keys "
+            "(0/0). With -inf scores (a plain softmax, eager attention given a -inf mask) that row "
+            "is NaN, and the NaN spreads although no reward reads it: in the next layer a real "
+            "token's zero weight on it gives 0 x NaN = NaN, and in the backward 0 x NaN poisons the "
+            "weight gradients. Let each padding token attend at least to itself")
+    got_p, want_p = positions[:real].long(), want_pos[:real]
+    if torch.equal(got_p, want_p):
+        return
+    if torch.equal(got_p, want_p + 1):
+        raise AssertionError(
+            f"{call}: your positions start at 1. Position ids count from 0, as in an unpacked row "
+            "(transformers' default is arange(L)); a rotary model like Llama happens not to notice "
+            "a shift of every position, but one with learned absolute position embeddings (GPT-2) "
+            "would read every token one position off")
+    expect(torch.equal(got_p[:c], want_p[:c]),
+           f"{call}: the shared prompt and the chosen tail are one unpacked row: positions "
+           f"{want_p[:c].tolist()}, got {got_p[:c].tolist()}")
+    rejected = got_p[c:].tolist()
+    for start, why in (
+            (c, f"continue after the chosen tail, at n_shared + n_chosen = {c}. In its own row the "
+                f"rejected answer starts right after the prompt, at n_shared = {s}; continuing puts "
+                f"it {n_chosen} positions further from the prompt, as if the chosen answer stood in "
+                "between, so its position embeddings (rotary in Llama) and its reward change"),
+            (s - 1, f"restart at n_shared - 1 = {s - 1}, one too early: the first rejected token "
+                    "takes the position of the last prompt token. Restart at n_shared, the position "
+                    "right after the prompt"),
+            (s + 1, f"restart at n_shared + 1 = {s + 1}, one too late: a position is skipped, as "
+                    "if a token stood between the prompt and the rejected answer. Restart at "
+                    "n_shared")):
+        if rejected == list(range(start, start + n_rejected)):
+            raise AssertionError(f"{call}: the rejected tail's positions {rejected} {why}")
+    raise AssertionError(f"{call}: the rejected tail's positions must restart at n_shared: "
+                         f"{want_p[c:].tolist()}, got {rejected}")
+
+
+def check_pair_mask_and_positions(fn: Callable) -> bool:
+    """Exercise: pair_mask_and_positions(n_shared, n_chosen, n_rejected, width) -> (mask bool
+    [W, W], positions long [W]) of one prefix-shared row [prompt | chosen | rejected | padding].
+
+    Accepts 0/1 integer or float masks (converted), any padding-row content that attends at least
+    one key without a real row attending padding, and any positions on padding.
+    """
+
+    def test() -> None:
+        for shape in _PAIR_SHAPES:
+            _pair_verdict(fn(*shape), *shape)
+
+    return check("pair_mask_and_positions", test)
