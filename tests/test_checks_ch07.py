@@ -232,3 +232,70 @@ def test_yes_probability(capsys):
     assert not ok and "share of No" in out
     ok, out = verdict(ch07.check_yes_probability, lambda y, n: float(math.nan), capsys)
     assert not ok and "shape" in out
+
+
+# --- swap_consistent_verdict -------------------------------------------------------------------
+def good_verdict(p_ab, p_ba, threshold=0.5):
+    a_wins = (p_ab > threshold) & (1 - p_ba > threshold)
+    b_wins = (1 - p_ab > threshold) & (p_ba > threshold)
+    return a_wins.long() - b_wins.long()
+
+
+def test_swap_consistent_verdict(capsys):
+    import numpy as np
+
+    ok, out = verdict(ch07.check_swap_consistent_verdict, good_verdict, capsys)
+    assert ok and out.startswith("✅")
+
+    def numpy_form(p_ab, p_ba, threshold=0.5):  # np.where on arrays, int64 out
+        a, b = np.asarray(p_ab), np.asarray(p_ba)
+        return np.where((a > threshold) & (b < 1 - threshold), 1,
+                        np.where((a < 1 - threshold) & (b > threshold), -1, 0))
+
+    def list_form(p_ab, p_ba, threshold=0.5):  # plain Python over the pairs, a list of ints
+        out = []
+        for x, y in zip(p_ab.tolist(), p_ba.tolist()):
+            first, second = x - 0.5, (1 - y) - 0.5   # each order's lean towards a
+            margin = threshold - 0.5
+            if first > margin and second > margin:
+                out.append(1)
+            elif first < -margin and second < -margin:
+                out.append(-1)
+            else:
+                out.append(0)
+        return out
+
+    def torch_float_form(p_ab, p_ba, threshold=0.5):  # float +-1.0 / 0.0 from sign agreement
+        lean_1, lean_2 = p_ab - 0.5, 0.5 - p_ba
+        agree = torch.sign(lean_1) == torch.sign(lean_2)
+        strong = torch.minimum(lean_1.abs(), lean_2.abs()) > threshold - 0.5
+        return torch.where(agree & strong, torch.sign(lean_1), torch.zeros_like(p_ab))
+
+    for fn in (numpy_form, list_form, torch_float_form):
+        ok, out = verdict(ch07.check_swap_consistent_verdict, fn, capsys)
+        assert ok, (fn.__name__, out)
+
+    def sign(x):
+        return torch.sign(x).long()
+
+    wrong = {
+        "speaks for b": lambda a, b, t=0.5: good_verdict(a, 1 - b, t),
+        "averaged the two orders": lambda a, b, t=0.5: sign(0.5 * (a + 1 - b) - 0.5),
+        "first order (p_ab) decide": lambda a, b, t=0.5: torch.where(a > t, 1, -1),
+        "swapped order (p_ba) decide": lambda a, b, t=0.5: sign(0.5 - b),
+        "reversed": lambda a, b, t=0.5: -good_verdict(a, b, t),
+        "exactly 0.5": lambda a, b, t=0.5: ((a >= t) & (b <= 1 - t)).long() - ((a <= 1 - t) & (b >= t)).long(),
+        "booleans": lambda a, b, t=0.5: (a > t) & (b < 1 - t),
+        "booleans ": lambda a, b, t=0.5: [bool(x > t and y < 1 - t) for x, y in zip(a, b)],
+        "shape": lambda a, b, t=0.5: good_verdict(a, b, t).reshape(-1, 1),
+        "None": lambda a, b, t=0.5: None,
+        "not a probability": lambda a, b, t=0.5: 0.5 * (a + 1 - b),
+        "still decided at 0.5": lambda a, b, threshold=0.5: good_verdict(a, b),
+        "p_ba < 1 - threshold": lambda a, b, threshold=0.5: ((a > threshold) & (b < threshold)).long()
+                                                              - ((a < 1 - threshold) & (b > threshold)).long(),
+    }
+    for message, fn in wrong.items():
+        ok, out = verdict(ch07.check_swap_consistent_verdict, fn, capsys)
+        assert not ok and message.strip() in out, (message, out)
+    ok, out = verdict(ch07.check_swap_consistent_verdict, todo, capsys)
+    assert not ok and out.startswith("⏳")

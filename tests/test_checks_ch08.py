@@ -250,3 +250,86 @@ def test_odin_extra_loss(capsys):
         assert not ok and message in out, (message, out)
     ok, out = verdict(ch08.check_odin_extra_loss, todo, capsys)
     assert not ok and out.startswith("⏳")
+
+
+# --- math_shepherd_step_labels ---------------------------------------------------------------
+def good_shepherd(completion_answers, gold, soft=False):
+    labels = []
+    for answers in completion_answers:
+        if not answers:
+            raise ValueError("a step with no completions has no estimate")
+        hits = sum(a == gold for a in answers)
+        labels.append(hits / len(answers) if soft else float(hits > 0))
+    return labels
+
+
+def test_math_shepherd_labels(capsys):
+    ok, out = verdict(ch08.check_math_shepherd_labels, good_shepherd, capsys)
+    assert ok and out.startswith("✅")
+
+    def numpy_form(completion_answers, gold, soft=False):  # one 2-D array, bools for hard labels
+        a = np.asarray(completion_answers)
+        if a.ndim != 2 or a.shape[1] == 0:
+            raise ValueError("every step needs at least one completion")
+        hit = a == gold
+        return hit.mean(axis=1) if soft else hit.any(axis=1)
+
+    def comprehension_bools(completion_answers, gold, soft=False):  # a list of True/False for hard
+        if any(len(a) == 0 for a in completion_answers):
+            raise ValueError("no completions")
+        if soft:
+            return [a.count(gold) / len(a) for a in completion_answers]
+        return [gold in a for a in completion_answers]
+
+    def torch_form(completion_answers, gold, soft=False):  # a tensor; statistics raises ValueError
+        import statistics
+        shares = [statistics.mean(float(x == gold) for x in a) for a in completion_answers]
+        t = torch.tensor(shares)
+        return t if soft else (t > 0).float()
+
+    for fn in (numpy_form, comprehension_bools, torch_form):
+        ok, out = verdict(ch08.check_math_shepherd_labels, fn, capsys)
+        assert ok, (fn.__name__, out)
+
+    def share(a, gold):
+        return sum(x == gold for x in a) / len(a) if a else 0.0
+
+    def cumulated(c, g, soft=False):
+        out, ok_so_far = [], 1.0
+        for a in c:
+            label = share(a, g) if soft else float(share(a, g) > 0)
+            ok_so_far = min(ok_so_far, label)
+            out.append(ok_so_far)
+        return out
+
+    def cumulated_product(c, g, soft=False):
+        return list(np.cumprod(good_shepherd(c, g, soft))) if soft else good_shepherd(c, g, soft)
+
+    def zero_division(c, g, soft=False):
+        return [sum(x == g for x in a) / len(a) if soft else float(g in a) for a in c] if soft else \
+            [float(sum(x == g for x in a) / len(a) > 0) for a in c]
+
+    wrong = {
+        "swapped": lambda c, g, soft=False: [float(share(a, g) > 0) if soft else share(a, g) for a in c],
+        "soft=False returned the share": lambda c, g, soft=False: [share(a, g) for a in c],
+        "ALL completions": lambda c, g, soft=False: [share(a, g) if soft else float(share(a, g) == 1) for a in c],
+        "majority vote": lambda c, g, soft=False: [share(a, g) if soft else float(share(a, g) >= 0.5) for a in c],
+        "not with another completion": lambda c, g, soft=False: [share(a, a[0]) if soft else float(a[0] in a) for a in c],
+        "wrong target": lambda c, g, soft=False: [share(a, a[0]) if soft else float(share(a, g) > 0) for a in c],
+        "exact labelling": cumulated,
+        "running minimum or product": cumulated_product,
+        "NUMBER of completions": lambda c, g, soft=False: [sum(x == g for x in a) if soft else float(g in a) for a in c],
+        "raise ValueError": lambda c, g, soft=False: [share(a, g) if soft else float(g in a) for a in c],
+        "you raised ZeroDivisionError": zero_division,
+        "hard-coded": lambda c, g, soft=False: [sum(x == g for x in a) / 4 if soft else float(g in a) for a in c],
+        "treated as 'no answer'": lambda c, g, soft=False: [share([x for x in a if x], g) if soft else
+                                                            float(any(x for x in a if x == g)) for a in c],
+        "one label per step": lambda c, g, soft=False: float(all(g in a for a in c)),
+        "None": lambda c, g, soft=False: None,
+        "shape": lambda c, g, soft=False: [good_shepherd(c, g, soft)],
+    }
+    for message, fn in wrong.items():
+        ok, out = verdict(ch08.check_math_shepherd_labels, fn, capsys)
+        assert not ok and message in out, (message, out)
+    ok, out = verdict(ch08.check_math_shepherd_labels, todo, capsys)
+    assert not ok and out.startswith("⏳")

@@ -1,16 +1,18 @@
 """Checkers for chapter 07 (LLM judges and generative reward models).
 
 Each checker runs the learner's function on hand-made inputs whose right answers are known
-(`rmcourse.judges` and `rmcourse.generative` give the reference), and names the typical mistake
-when it sees one: a parser that invents scores, an expected score that is really an argmax, a
-"debiased" judge that forgot which position the answer was in, a pair builder that crashes on
-None or keeps ties, and a p("Yes") that is not normalised or overflows.
+(`rmcourse.judges` and `rmcourse.generative` give the reference; the both-orders verdict's is
+`_swap_verdict` below), and names the typical mistake when it sees one: a parser that invents
+scores, an expected score that is really an argmax, a "debiased" judge that forgot which position
+the answer was in, a both-orders verdict that averages or lets one order decide, a pair builder
+that crashes on None or keeps ties, and a p("Yes") that is not normalised or overflows.
 """
 from __future__ import annotations
 
 import math
 from typing import Any, Callable
 
+import numpy as np
 import torch
 
 from rmcourse.checking import as_number, check, expect
@@ -23,6 +25,7 @@ __all__ = [
     "check_debiased_preference",
     "check_build_pairs",
     "check_yes_probability",
+    "check_swap_consistent_verdict",
 ]
 
 
@@ -217,3 +220,100 @@ def check_yes_probability(fn: Callable) -> bool:
                f"[{1 / (1 + math.exp(-2.0)):.4f}, 0.5], got {far.numpy().round(4)}")
 
     return check("yes_probability", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def _swap_verdict(p_ab: torch.Tensor, p_ba: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
+    """Zheng et al.'s rule: +1 when both orders pick a, -1 when both pick b, 0 otherwise."""
+    a_wins = (p_ab > threshold) & (1 - p_ba > threshold)
+    b_wins = (1 - p_ab > threshold) & (p_ba > threshold)
+    return a_wins.long() - b_wins.long()
+
+
+def _verdicts(value: Any, what: str, n: int) -> list[int]:
+    """A learner's verdicts as a list of ints; booleans and a wrong shape are named."""
+    expect(value is not None, f"{what} returned None: did you forget `return`?")
+    if isinstance(value, torch.Tensor):
+        expect(value.dtype != torch.bool, f"{what} returned booleans (True/False); return +1 (a wins), "
+                                          "-1 (b wins) or 0 (a tie) per pair, so that a win for b and a "
+                                          "tie are told apart")
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (list, tuple)) and any(isinstance(v, (bool, np.bool_)) for v in value):
+        raise AssertionError(f"{what} returned booleans (True/False); return +1 (a wins), -1 (b wins) "
+                             "or 0 (a tie) per pair, so that a win for b and a tie are told apart")
+    try:
+        arr = np.asarray(value, dtype=float) if not isinstance(value, np.ndarray) or value.dtype != bool \
+            else value
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what} returned {type(value).__name__}, expected {n} verdicts "
+                             "(+1, -1 or 0)") from None
+    expect(arr.dtype != bool, f"{what} returned booleans (True/False); return +1 (a wins), -1 (b wins) "
+                              "or 0 (a tie) per pair, so that a win for b and a tie are told apart")
+    expect(arr.shape == (n,), f"{what} returned shape {arr.shape}, expected ({n},): one verdict per pair")
+    bad = [float(v) for v in arr if v not in (-1.0, 0.0, 1.0)]
+    if bad:
+        raise AssertionError(f"{what} returned {bad[0]}: each verdict is +1 (a wins), -1 (b wins) or 0 "
+                             "(a tie), not a probability")
+    return [int(v) for v in arr]
+
+
+def check_swap_consistent_verdict(fn: Callable) -> bool:
+    """Exercise: swap_consistent_verdict(p_ab, p_ba, threshold=0.5) -> +1 / -1 / 0 per pair:
+    a winner only when both orders pick it (strictly above `threshold`), a tie otherwise."""
+
+    def test() -> None:
+        p_ab = torch.tensor([0.9, 0.3, 0.9, 0.6, 0.2, 0.5, 0.7, 0.55, 0.1])
+        p_ba = torch.tensor([0.2, 0.8, 0.8, 0.95, 0.3, 0.2, 0.5, 0.45, 0.6])
+        want = _swap_verdict(p_ab, p_ba).tolist()   # [1, -1, 0, 0, 0, 0, 0, 1, -1]
+        got = _verdicts(fn(p_ab.clone(), p_ba.clone()), "swap_consistent_verdict(p_ab, p_ba)", len(want))
+        def same(reference: torch.Tensor, keep: torch.Tensor) -> bool:
+            # the learner's verdicts equal `reference` wherever `keep` is True (pairs at exactly
+            # 0.5 are left out: a variant may settle them either way)
+            return all(g == r for g, r, k in zip(got, reference.long().tolist(), keep.tolist()) if k)
+
+        undecided = (p_ab == 0.5) | (p_ba == 0.5)
+        if got == want:
+            pass
+        elif got == [-w for w in want]:
+            raise AssertionError("your verdicts are reversed: +1 means answer a wins (a is the one shown "
+                                 "first in p_ab), -1 that b wins")
+        elif same(_swap_verdict(p_ab, 1 - p_ba), ~undecided):
+            raise AssertionError("p_ba is the probability that the FIRST answer wins when b is first, so "
+                                 "it speaks for b: in the swapped order a wins with probability 1 - p_ba. "
+                                 "(The third pair, p_ab = 0.9 and p_ba = 0.8, is a judge that picks the first "
+                                 "position both times: a tie, not a win for a)")
+        elif same(torch.sign(p_ab - p_ba), p_ab != p_ba):
+            raise AssertionError("you averaged the two orders (Wang et al.'s rule), which always decides; "
+                                 "Zheng et al.'s rule calls a winner only when BOTH orders pick it and a "
+                                 "tie (0) when they disagree (the third pair: 0.9 then 0.8, each order picks the "
+                                 "first position)")
+        elif same(torch.sign(p_ab - 0.5), p_ab != 0.5):
+            raise AssertionError("you let the first order (p_ab) decide; the swapped order must agree "
+                                 "too, otherwise the pair is a tie")
+        elif same(torch.sign(0.5 - p_ba), p_ba != 0.5):
+            raise AssertionError("you let the swapped order (p_ba) decide; the first order must agree "
+                                 "too, otherwise the pair is a tie")
+        elif got[5] != 0 or got[6] != 0:
+            raise AssertionError("a probability of exactly 0.5 picks neither answer, so that order "
+                                 "does not agree with the other one: the pair is a tie (0). Pairs "
+                                 "(0.5, 0.2) and (0.7, 0.5) here; compare strictly (>, <)")
+        expect(got == want, f"p_ab = {p_ab.numpy().round(2).tolist()}, p_ba = "
+                            f"{p_ba.numpy().round(2).tolist()}: expected {want}, got {got}")
+        # a stricter threshold: each order must give the winner more than 0.7
+        q_ab = torch.tensor([0.8, 0.8, 0.65, 0.2, 0.8, 0.1])
+        q_ba = torch.tensor([0.1, 0.25, 0.1, 0.9, 0.4, 0.75])
+        want = _swap_verdict(q_ab, q_ba, 0.7).tolist()   # [1, 1, 0, -1, 0, -1]
+        got = _verdicts(fn(q_ab.clone(), q_ba.clone(), threshold=0.7),
+                        "swap_consistent_verdict(p_ab, p_ba, threshold=0.7)", len(want))
+        if got == _swap_verdict(q_ab, q_ba, 0.5).tolist():
+            raise AssertionError("with threshold=0.7 you still decided at 0.5: each order must give the "
+                                 "winner a probability above the threshold (the third pair: 0.65 is not enough)")
+        if got[4] == 1:
+            raise AssertionError("the fifth pair (p_ab = 0.8, p_ba = 0.4): in the swapped order a wins with "
+                                 "probability 1 - 0.4 = 0.6, below the threshold 0.7, so the pair is a "
+                                 "tie. Apply the threshold to 1 - p_ba, i.e. p_ba < 1 - threshold, "
+                                 "not p_ba < threshold")
+        expect(got == want, f"threshold=0.7, p_ab = {q_ab.numpy().round(2).tolist()}, p_ba = "
+                            f"{q_ba.numpy().round(2).tolist()}: expected {want}, got {got}")
+
+    return check("swap_consistent_verdict", test)

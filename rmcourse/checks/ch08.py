@@ -26,6 +26,7 @@ __all__ = [
     "check_best_of_4",
     "check_verbosity_penalty",
     "check_odin_extra_loss",
+    "check_math_shepherd_labels",
 ]
 
 
@@ -279,3 +280,113 @@ def check_odin_extra_loss(fn: Callable) -> bool:
         raise AssertionError(f"expected {float(want):.4f}, got {float(got):.4f}")
 
     return check("odin_extra_loss", test)
+
+
+# ----------------------------------------------------------------------------------------------
+def _labels(value: Any, what: str, n_steps: int) -> list[float]:
+    """A learner's step labels as a list of floats (bools, numpy arrays and tensors accepted)."""
+    expect(value is not None, f"{what} returned None: did you forget `return`?")
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, (bool, int, float, np.bool_, np.number)) or \
+            (isinstance(value, np.ndarray) and value.ndim == 0):
+        raise AssertionError(f"{what} returned one number ({value}); return one label per step "
+                             f"({n_steps} here): Math-Shepherd labels every step, not the solution")
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what} returned {type(value).__name__} holding something that is not "
+                             "a number: return a list of labels, one float per step") from None
+    expect(arr.shape == (n_steps,), f"{what} returned shape {arr.shape}, expected ({n_steps},): one "
+                                    "label per step")
+    expect(bool(np.all(np.isfinite(arr))), f"{what} returned {arr.tolist()}: every label must be a "
+                                           "finite number")
+    return arr.tolist()
+
+
+def _shepherd(answers: list[list[int]], gold: int, soft: bool) -> list[float]:
+    hits = [sum(a == gold for a in step) / len(step) for step in answers]
+    return hits if soft else [float(h > 0) for h in hits]
+
+
+def check_math_shepherd_labels(fn: Callable) -> bool:
+    """Exercise: math_shepherd_step_labels(completion_answers, gold, soft) -> one label per step:
+    hard = 1.0 when any completion from the prefix reaches `gold`, soft = the share that do;
+    a step with no completions raises ValueError."""
+
+    def test() -> None:
+        gold = 42
+        answers = [[42, 42, 42, 42],   # every completion reaches the gold answer
+                   [42, 40, 42, 17],   # half of them do
+                   [40, 42, 40, 40],   # one lucky completion of four
+                   [17, 40, 17, 16],   # none: the only step a hard label calls bad
+                   [42, 42, 41, 42]]   # after a bad step, 3 of 4 reach it again
+        n = len(answers)
+        want_hard, want_soft = _shepherd(answers, gold, False), _shepherd(answers, gold, True)
+        hard = _labels(fn([list(a) for a in answers], gold, soft=False),
+                       "math_shepherd_step_labels(..., soft=False)", n)
+        soft = _labels(fn([list(a) for a in answers], gold, soft=True),
+                       "math_shepherd_step_labels(..., soft=True)", n)
+        if np.allclose(hard, want_soft) and np.allclose(soft, want_hard):
+            raise AssertionError("hard and soft are swapped: the HARD label is 1 when ANY completion "
+                                 "reaches the gold answer (0 otherwise), the SOFT label is the share "
+                                 "of completions that do")
+        if np.allclose(hard, want_soft):
+            raise AssertionError("soft=False returned the share of completions that reach the gold "
+                                 "answer; the hard label is 1 when at least one does, 0 otherwise")
+        if np.allclose(hard, [float(all(a == gold for a in s)) for s in answers]):
+            raise AssertionError("your hard label asks that ALL completions reach the gold answer; "
+                                 "Math-Shepherd's hard estimation needs only ONE (completion_answers[2] "
+                                 "here: 1 of 4 completions reaches 42, so its hard label is 1)")
+        if np.allclose(hard, [float(sum(a == gold for a in s) / len(s) >= 0.5) for s in answers]):
+            raise AssertionError("your hard label is a majority vote; Math-Shepherd's hard estimation "
+                                 "is 1 as soon as ONE completion reaches the gold answer")
+        if hard[3] > 0:
+            raise AssertionError("none of the completions of step 3 ([17, 40, 17, 16]) reaches the gold "
+                                 "answer 42, yet you labelled it good: compare every completion's "
+                                 "answer with `gold`, not with another completion's answer")
+        if hard[:4] == want_hard[:4] and hard[4] == 0.0:
+            raise AssertionError("the last step (completion_answers[4]) is bad in your labels because "
+                                 "an earlier step is: labels cumulated across steps are exact labelling "
+                                 "('every step so far is valid'), not Math-Shepherd; each step's label "
+                                 "comes from ITS OWN completions only (3 of 4 of them reach 42)")
+        expect(np.allclose(hard, want_hard), f"soft=False: expected {want_hard}, got {hard}")
+        if np.allclose(soft, [sum(a == gold for a in s) for s in answers]):
+            raise AssertionError("soft=True returned the NUMBER of completions that reach the gold "
+                                 "answer; divide by the number of completions to get the share")
+        if np.allclose(soft, [sum(a == s[0] for a in s) / len(s) for s in answers]) or soft[3] > 0:
+            raise AssertionError("soft=True counted completions against the wrong target: the share "
+                                 "is of completions whose answer equals `gold` (completion_answers[3] has none)")
+        if np.allclose(soft, np.minimum.accumulate(want_soft)) or np.allclose(soft, np.cumprod(want_soft)):
+            raise AssertionError("the last step's soft label is lower than the share of its own completions "
+                                 "that reach 42 (0.75): labels cumulated across steps (a running "
+                                 "minimum or product) are not Math-Shepherd's; each step's label "
+                                 "comes from its own completions")
+        expect(np.allclose(soft, want_soft), f"soft=True: expected {want_soft}, got {soft}")
+        # other numbers of completions, and a gold answer of 0 (a falsy value)
+        more = [[0, 5, 5, 5, 5, 5, 5, 5], [5, 5, 5, 5, 5, 5, 5, 5], [0, 0, 0, 0, 0, 0, 0, 0]]
+        for soft_flag in (False, True):
+            got = _labels(fn([list(a) for a in more], 0, soft=soft_flag),
+                          f"math_shepherd_step_labels(8 completions per step, gold=0, soft={soft_flag})", 3)
+            want = _shepherd(more, 0, soft_flag)
+            expect(np.allclose(got, want), f"with 8 completions per step and gold answer 0, soft="
+                                           f"{soft_flag}: expected {want}, got {got} (is the number "
+                                           "of completions hard-coded, or is 0 treated as 'no answer'?)")
+        one = _labels(fn([[7, 3, 7]], 7, soft=True), "math_shepherd_step_labels([[7, 3, 7]], 7, soft=True)", 1)
+        expect(abs(one[0] - 2 / 3) < 1e-6, f"a one-step solution with 2 of 3 completions right has soft "
+                                           f"label 2/3, got {one[0]}")
+        # a step with no completions has no estimate
+        for soft_flag in (False, True):
+            try:
+                out = fn([[], []], gold, soft=soft_flag)
+            except ValueError:
+                continue
+            except Exception as err:  # e.g. ZeroDivisionError from 0 / 0
+                raise AssertionError(f"a step with no completions (soft={soft_flag}) must raise "
+                                     f"ValueError with a message saying so; you raised "
+                                     f"{type(err).__name__}: {err}") from None
+            raise AssertionError(f"a step with no completions has no estimate (soft={soft_flag}): raise "
+                                 f"ValueError, as the exercise says; you returned {out!r}, a label "
+                                 "that no completion supports")
+
+    return check("math_shepherd_step_labels", test)
