@@ -44,6 +44,7 @@ __all__ = [
     "count_parameters",
     "real_and_padded_tokens",
     "reset_peak_memory",
+    "longest_batch",
     "peak_memory",
     "peak_bf16_flops",
     "cpu_peak",
@@ -782,6 +783,15 @@ def _as_rung(name: str, spec: Any) -> Rung:
     return dataclasses.replace(spec, batches=batches)
 
 
+def longest_batch(batches: Sequence[Mapping[str, torch.Tensor]]) -> Mapping[str, torch.Tensor]:
+    """The batch with the most positions (rows x width of `input_ids`): the one whose step needs
+    the most activation memory; the first of equals."""
+    batches = list(batches)
+    if not batches:
+        raise ValueError("no batches")
+    return max(batches, key=lambda b: b["input_ids"].numel())
+
+
 def measure_interleaved(
     model: torch.nn.Module,
     rungs: Mapping[str, Rung | tuple[Sequence[Mapping[str, torch.Tensor]], Callable[..., Any]]],
@@ -805,7 +815,7 @@ def measure_interleaved(
     optimizer (the trainer's fused AdamW): every rung's peak memory then holds exactly one
     optimizer state, as a real training run does, and rungs compare by their activations.
     The weights are restored at the end. Peak memory is measured after the timing, on one more
-    step of each rung's first timed batch. MFU is 6 x `n_params_for_mfu` x real tokens/s over
+    step of each rung's longest timed batch (`longest_batch`: the most positions). MFU is 6 x `n_params_for_mfu` x real tokens/s over
     `peak_flops` (one number, or a mapping rung name -> peak, e.g. a bf16 peak for a bf16 rung);
     when `peak_flops` is None, CUDA devices use the dense bf16 datasheet peak.
     """
@@ -874,10 +884,12 @@ def measure_interleaved(
                         progress.update(1)
         counting["rung"] = None
         # Peak memory, untimed: resetting it before every step costs ~0.1 s on CPU (it hands
-        # freed memory back to the OS, which the next step then faults in again).
+        # freed memory back to the OS, which the next step then faults in again). It is taken
+        # on the rung's longest timed batch (most positions), the one that decides whether an
+        # epoch fits in memory, so rungs that batch the same pairs differently compare fairly.
         for name, plan in plans.items():
             reset_peak_memory(device)
-            step(name, plan.batches[plan.warmup])
+            step(name, longest_batch(plan.batches[plan.warmup:]))
             _sync(device)
             peaks[name], kind = peak_memory(device)
     finally:

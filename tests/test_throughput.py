@@ -10,7 +10,7 @@ from rmcourse.throughput import (CompiledRewardModel, Rung, ThroughputReport, co
                                  count_parameters, cpu_peak, fastest_steps, measure_interleaved,
                                  measure_training, model_flops_utilization, pad_to_multiple,
                                  peak_bf16_flops, peak_memory, real_and_padded_tokens,
-                                 reset_peak_memory, separate_forward, stacked_forward,
+                                 longest_batch, reset_peak_memory, separate_forward, stacked_forward,
                                  tf32_matmuls, training_flops)
 
 
@@ -420,3 +420,22 @@ def test_measure_interleaved_counts_tokens_through_a_rungs_own_model(tiny):
         measure_interleaved(model, {"a": Rung(batches, warmup=3)})
     with pytest.raises(ValueError, match="rung 'a': autocast_dtype must be"):
         measure_interleaved(model, {"a": Rung(batches, autocast_dtype=torch.float64)})
+
+
+def test_measure_interleaved_takes_the_peak_on_the_longest_batch(tiny):
+    model, batches = tiny
+    short = {k: v[:, :8] if v.dim() == 2 else v for k, v in batches[1].items()}
+    short["attention_mask"] = torch.ones_like(short["attention_mask"])
+    widths = []
+
+    def logged(m, batch, device):
+        widths.append(batch["input_ids"].shape[1])
+        return stacked_forward(m, batch, device)
+
+    longest = max(b["input_ids"].shape[1] for b in batches)
+    measure_interleaved(model, {"a": ([batches[0], short, *batches], logged)}, rounds=1)
+    # warm-up, the timed steps in order, then one untimed step on the widest timed batch
+    assert widths[-1] == longest and widths[1] == 8
+    assert longest_batch([short, *batches])["input_ids"].shape[1] == longest
+    with pytest.raises(ValueError, match="no batches"):
+        longest_batch([])
