@@ -45,6 +45,7 @@ __all__ = [
     "single_token_id",
     "next_token_logprobs",
     "yes_probability",
+    "two_way_share",
     "GENRM_TEMPLATE",
     "genrm_rewards",
     "generate",
@@ -349,9 +350,20 @@ def yes_probability(logp_yes: Any, logp_no: Any) -> torch.Tensor:
     """p("Yes") / (p("Yes") + p("No")) from the two next-token log-probabilities.
 
     Equal to sigmoid(logp_yes - logp_no): computed that way so it never overflows or divides
-    0 by 0, whatever mass the model put on other tokens.
+    0 by 0, whatever mass the model put on other tokens. `two_way_share` is the same function
+    under a name that fits any two candidates (a pairwise judge's "A" and "B").
     """
-    for name, value in (("logp_yes", logp_yes), ("logp_no", logp_no)):
+    return _two_way_share(logp_yes, logp_no, ("logp_yes", "logp_no"))
+
+
+def two_way_share(logp_first: Any, logp_second: Any) -> torch.Tensor:
+    """p(first) / (p(first) + p(second)) from two next-token log-probabilities, e.g. a pairwise
+    judge's "A" and "B": sigmoid(logp_first - logp_second), as `yes_probability` computes it."""
+    return _two_way_share(logp_first, logp_second, ("logp_first", "logp_second"))
+
+
+def _two_way_share(logp_yes: Any, logp_no: Any, names: tuple[str, str]) -> torch.Tensor:
+    for name, value in zip(names, (logp_yes, logp_no)):
         if not isinstance(value, torch.Tensor):  # text, None, booleans: refused before torch reads them
             as_numbers(value, name, ndim=None, allow_empty=True, finite=False)
         elif value.dtype == torch.bool:
@@ -359,7 +371,7 @@ def yes_probability(logp_yes: Any, logp_no: Any) -> torch.Tensor:
     y = torch.as_tensor(logp_yes, dtype=torch.float32)
     n = torch.as_tensor(logp_no, dtype=torch.float32)
     if y.shape != n.shape:
-        raise ValueError(f"logp_yes {tuple(y.shape)} and logp_no {tuple(n.shape)} differ in shape")
+        raise ValueError(f"{names[0]} {tuple(y.shape)} and {names[1]} {tuple(n.shape)} differ in shape")
     if bool(torch.isnan(y).any() or torch.isnan(n).any()):
         raise ValueError("log-probabilities contain NaN")
     if bool((y > 1e-6).any() or (n > 1e-6).any()):
@@ -395,7 +407,8 @@ def chat_texts(lm: CausalLM, template: str, prompts: Sequence[str],
                responses: Sequence[str]) -> list[str]:
     """`template` filled with each (prompt, response) and wrapped in the LM's chat format.
 
-    The fields are replaced literally (not `str.format`), so braces inside a response are safe.
+    The fields are filled in one pass (`rmcourse.judges.fill_template`, not `str.format`), so
+    braces inside a prompt or a response are kept as written.
     """
     _check_lm(lm)
     if not isinstance(template, str):
@@ -404,8 +417,9 @@ def chat_texts(lm: CausalLM, template: str, prompts: Sequence[str],
     prompts, responses = pair_lists(prompts, responses)
     if "{prompt}" not in template or "{response}" not in template:
         raise ValueError("template must contain the fields {prompt} and {response}")
-    return [lm.chat(template.replace("{prompt}", p).replace("{response}", r))
-            for p, r in zip(prompts, responses)]
+    from rmcourse.judges import fill_template
+
+    return [lm.chat(fill_template(template, prompt=p, response=r)) for p, r in zip(prompts, responses)]
 
 
 def genrm_rewards(lm: CausalLM, prompts: Sequence[str], responses: Sequence[str],

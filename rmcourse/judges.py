@@ -42,6 +42,7 @@ __all__ = [
     "RUBRIC_JUDGE_TEMPLATE",
     "PAIRWISE_TEMPLATE",
     "SCORE_PREFIX",
+    "fill_template",
     "format_judge_prompt",
     "parse_score",
     "ParsedScores",
@@ -130,6 +131,26 @@ def _check_scale(low: float, high: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def fill_template(template: str, **fields: str) -> str:
+    """`template` with each `{name}` replaced by `fields[name]`, in one pass.
+
+    One pass, not chained `str.replace` calls: a filled-in text is never searched again, so an
+    answer that contains "{b}" or "{response}" (code does) stays as written instead of receiving
+    another field's text. Braces that name no given field are left alone (no `str.format`
+    escaping needed). Every given field must appear in the template.
+    """
+    _check_str(template, "template")
+    for name, value in fields.items():
+        _check_str(value, name)
+    missing = [name for name in fields if "{" + name + "}" not in template]
+    if missing:
+        raise ValueError("template must contain the field(s) " + ", ".join("{" + m + "}" for m in missing))
+    return _FIELD.sub(lambda m: fields.get(m.group(1), m.group(0)), template)
+
+
 def format_judge_prompt(template: str, prompt: str, response: str) -> str:
     """`template` with the user's `prompt` and the judged `response` filled in."""
     _check_str(template, "template")
@@ -139,7 +160,7 @@ def format_judge_prompt(template: str, prompt: str, response: str) -> str:
         raise ValueError("template must contain the fields {prompt} and {response}")
     if not response.strip():
         raise ValueError("response is empty: there is nothing to judge")
-    return template.replace("{prompt}", prompt).replace("{response}", response)
+    return fill_template(template, prompt=prompt, response=response)
 
 
 def parse_score(text: str, low: float = 0, high: float = 5) -> float | None:
@@ -333,7 +354,7 @@ def pairwise_first_probability(lm, prompts: Sequence[str], first: Sequence[str],
                                template: str = PAIRWISE_TEMPLATE, batch_size: int = 16,
                                progress: bool = False) -> torch.Tensor:
     """p("A") / (p("A") + p("B")): how strongly the judge prefers the answer shown FIRST, as A."""
-    from rmcourse.generative import _check_lm, next_token_logprobs, yes_probability
+    from rmcourse.generative import _check_lm, next_token_logprobs, two_way_share
 
     _check_lm(lm)
     if not isinstance(template, str):
@@ -343,10 +364,10 @@ def pairwise_first_probability(lm, prompts: Sequence[str], first: Sequence[str],
     for field_ in ("{prompt}", "{a}", "{b}"):
         if field_ not in template:
             raise ValueError(f"template must contain the field {field_}")
-    texts = [lm.chat(template.replace("{prompt}", p).replace("{a}", a).replace("{b}", b))
+    texts = [lm.chat(fill_template(template, prompt=p, a=a, b=b))
              for p, a, b in zip(prompts, first, second)]
     lp = next_token_logprobs(lm, texts, ["A", "B"], batch_size=batch_size, progress=progress)
-    return yes_probability(lp[:, 0], lp[:, 1])  # same normalisation as p(Yes) vs p(No)
+    return two_way_share(lp[:, 0], lp[:, 1])  # p("A") over p("A") + p("B")
 
 
 def _probabilities(values: Any, name: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from rmcourse.generative import (
     load_causal_lm,
     next_token_logprobs,
     single_token_id,
+    two_way_share,
     yes_probability,
 )
 
@@ -134,6 +135,10 @@ def test_yes_probability_is_the_normalised_share():
         yes_probability(torch.zeros(2), torch.zeros(3))
     with pytest.raises(ValueError, match="NaN"):
         yes_probability(torch.tensor([float("nan")]), torch.tensor([-1.0]))
+    # the same share under the name a pairwise judge's "A" vs "B" reads better with
+    assert torch.equal(two_way_share(lp_yes, lp_no), p)
+    with pytest.raises(ValueError, match="logp_first"):
+        two_way_share(torch.zeros(2), torch.zeros(3))
 
 
 def test_bad_inputs_name_the_problem(tiny):

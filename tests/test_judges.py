@@ -13,6 +13,7 @@ from rmcourse.judges import (
     best_vs_worst_pairs,
     debiased_preference,
     expected_score,
+    fill_template,
     format_judge_prompt,
     judge_expected_scores,
     naive_first_number,
@@ -98,6 +99,19 @@ def test_format_judge_prompt():
         format_judge_prompt("Rate {response}", "q", "a")
     with pytest.raises(ValueError, match="nothing to judge"):
         format_judge_prompt(RUBRIC_JUDGE_TEMPLATE, "q", " ")
+
+
+def test_fill_template_fills_each_field_once():
+    # chained str.replace would put the second answer inside the first one here
+    text = fill_template("Q: {prompt}\nA: {a}\nB: {b}", prompt="p", a="print(f'{b}')", b="x = 1")
+    assert text == "Q: p\nA: print(f'{b}')\nB: x = 1"
+    assert (format_judge_prompt(RUBRIC_JUDGE_TEMPLATE, "Say {response}", "{prompt} kept")
+            .count("Say {response}") == 1)
+    assert fill_template("{keep} {x}", x="1") == "{keep} 1"  # braces of no given field stay
+    with pytest.raises(ValueError, match=r"\{critique\}"):
+        fill_template("{prompt}", prompt="p", critique="c")
+    with pytest.raises(TypeError, match="a must be a str"):
+        fill_template("{a}", a=3)
 
 
 def test_position_debiasing():
