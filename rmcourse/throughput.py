@@ -814,8 +814,9 @@ def measure_interleaved(
     Timing does not depend on the weights' values, so the rungs share `model` and ONE AdamW
     optimizer (the trainer's fused AdamW): every rung's peak memory then holds exactly one
     optimizer state, as a real training run does, and rungs compare by their activations.
-    The weights are restored at the end. Peak memory is measured after the timing, on one more
-    step of each rung's longest timed batch (`longest_batch`: the most positions). MFU is 6 x `n_params_for_mfu` x real tokens/s over
+    The weights are restored at the end. Peak memory is measured on each rung's longest timed
+    batch (`longest_batch`: the most positions), during its step of the last round (one more,
+    untimed step when `rounds == 1`). MFU is 6 x `n_params_for_mfu` x real tokens/s over
     `peak_flops` (one number, or a mapping rung name -> peak, e.g. a bf16 peak for a bf16 rung);
     when `peak_flops` is None, CUDA devices use the dense bf16 datasheet peak.
     """
@@ -869,6 +870,15 @@ def measure_interleaved(
                                            with_kwargs=True) for m in hooked.values()]
     try:
         longest = max(len(plan.batches) - plan.warmup for plan in plans.values())
+        # Peak memory is taken on each rung's longest timed batch (most positions): the step that
+        # decides whether an epoch fits in memory, so rungs that batch the same pairs differently
+        # compare on their worst step. Resetting the peak costs ~0.1 s on CPU (it hands freed
+        # memory back to the OS, which the step then faults in again), so it happens once per
+        # rung: in the last round, whose slower time for that step the fastest-round rule then
+        # passes over; with one round, on one more untimed step after the timing.
+        peak_step = {name: max(range(len(plan.batches) - plan.warmup),
+                               key=lambda k, b=plan.batches[plan.warmup:]: (b[k]["input_ids"].numel(), -k))
+                     for name, plan in plans.items()}
         for r in range(rounds):
             for i in range(longest):
                 for name, plan in plans.items():
@@ -876,22 +886,24 @@ def measure_interleaved(
                     if i >= len(timed):
                         continue
                     counting["rung"] = name if r == 0 else None
+                    take_peak = rounds > 1 and r == rounds - 1 and i == peak_step[name]
+                    if take_peak:
+                        reset_peak_memory(device)
                     start = time.perf_counter()
                     step(name, timed[i])
                     _sync(device)
                     times[name][r].append(time.perf_counter() - start)
+                    if take_peak:
+                        peaks[name], kind = peak_memory(device)
                     if progress is not None:
                         progress.update(1)
         counting["rung"] = None
-        # Peak memory, untimed: resetting it before every step costs ~0.1 s on CPU (it hands
-        # freed memory back to the OS, which the next step then faults in again). It is taken
-        # on the rung's longest timed batch (most positions), the one that decides whether an
-        # epoch fits in memory, so rungs that batch the same pairs differently compare fairly.
-        for name, plan in plans.items():
-            reset_peak_memory(device)
-            step(name, longest_batch(plan.batches[plan.warmup:]))
-            _sync(device)
-            peaks[name], kind = peak_memory(device)
+        if rounds == 1:
+            for name, plan in plans.items():
+                reset_peak_memory(device)
+                step(name, plan.batches[plan.warmup + peak_step[name]])
+                _sync(device)
+                peaks[name], kind = peak_memory(device)
     finally:
         for handle in handles:
             handle.remove()

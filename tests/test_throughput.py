@@ -211,9 +211,9 @@ def test_measure_interleaved_takes_turns_step_by_step(tiny):
     rungs = {"stacked": (batches, logged("S", stacked_forward)),
              "separate": (batches[:2], logged("T", separate_forward))}
     reports = measure_interleaved(model, rungs, rounds=2)
-    # warm-ups; round 1: S T S (separate has one timed step); round 2: S T S; one untimed
-    # step each for the peak memory
-    assert "".join(calls) == "ST" + "STS" + "STS" + "ST"
+    # warm-ups; round 1: S T S (separate has one timed step); round 2: S T S, during which
+    # each rung's peak memory is taken (no extra step)
+    assert "".join(calls) == "ST" + "STS" + "STS"
     assert list(reports) == ["stacked", "separate"]
     stacked, separate = reports["stacked"], reports["separate"]
     assert (stacked.n_steps, stacked.n_pairs, separate.n_steps) == (2, 8, 1)
@@ -433,9 +433,29 @@ def test_measure_interleaved_takes_the_peak_on_the_longest_batch(tiny):
         return stacked_forward(m, batch, device)
 
     longest = max(b["input_ids"].shape[1] for b in batches)
-    measure_interleaved(model, {"a": ([batches[0], short, *batches], logged)}, rounds=1)
+    plan = [batches[0], short, *batches]
+    measure_interleaved(model, {"a": (plan, logged)}, rounds=1)
     # warm-up, the timed steps in order, then one untimed step on the widest timed batch
-    assert widths[-1] == longest and widths[1] == 8
+    assert widths[-1] == longest and widths[1] == 8 and len(widths) == len(plan) + 1
+    # with two rounds the peak is read during the last round's step of that batch
+    reset_calls = []
+    import rmcourse.throughput as throughput
+
+    def recording_reset(device):
+        reset_calls.append(len(widths))
+        return original_reset(device)
+
+    original_reset = throughput.reset_peak_memory
+    widths.clear()
+    throughput.reset_peak_memory = recording_reset
+    try:
+        report = measure_interleaved(model, {"a": (plan, logged)}, rounds=2)["a"]
+    finally:
+        throughput.reset_peak_memory = original_reset
+    assert len(widths) == 1 + 2 * (len(plan) - 1)  # no extra step
+    assert len(reset_calls) == 1 and widths[reset_calls[0]] == longest
+    if os.path.exists("/proc/self/status"):
+        assert report.peak_memory_bytes > 0
     assert longest_batch([short, *batches])["input_ids"].shape[1] == longest
     with pytest.raises(ValueError, match="no batches"):
         longest_batch([])
