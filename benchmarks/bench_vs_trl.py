@@ -6,7 +6,7 @@
     python benchmarks/bench_vs_trl.py                               # both, one table each
     python benchmarks/bench_vs_trl.py --backbone smollm2 --data dialogue --threads 1 \
         --n-train 8 --n-test 8 --batch-size 4 --seeds 0 \
-        --trainers rmcourse rmcourse-no-prefix-sharing trl-defaults   # the decoder row
+        --trainers rmcourse rmcourse-no-prefix-sharing trl-defaults trl-tuned   # the decoder row
 
 Rows (3 seeds each by default; seed = initial head weights and data order, the same for all
 trainers):
