@@ -5,8 +5,8 @@ scalar head (that is `rmcourse.models.load_reward_model("smollm2")`) but as a *c
 judging prompt and the course reads the probabilities of its next token ("Score: 4", "Yes",
 "A"), or lets it write a critique. Four things make that affordable on a 2-core CPU:
 
-* one model per process (`load_causal_lm` keeps it; the GGUF is parsed once, as in
-  `rmcourse.models`);
+* one model per process (`load_causal_lm` keeps it), read from the GGUF file's converted folder
+  (`rmcourse.gguf_cache`: the file is parsed once per machine);
 * a **shared prompt prefix is run once**: judge prompts start with the same long instructions
   (the Self-Rewarding rubric is ~300 tokens), so `next_token_logprobs` and `generate` find the
   longest common token prefix of a call, compute its key/value cache once and reuse it for every
@@ -14,9 +14,12 @@ judging prompt and the course reads the probabilities of its next token ("Score:
 * bf16 autocast where the hardware has bf16 units (`rmcourse.device.bf16_supported`: CUDA, or a
   CPU with AMX / AVX512-BF16): the course measured SmolLM2's forward over 16 sequences of 150
   tokens at 0.9 s under bf16 autocast against 3.3 s in float32 on its 2-core CPU;
-* one intra-op thread on a CPU (`CausalLM.cpu_threads`): on the course's shared 2-core machine,
-  with other jobs running, SmolLM2 scored 245 tokens/s with one thread and 65 tokens/s with two
-  (the two threads wait on each other whenever one is descheduled).
+* all cores on a quiet CPU, one thread on a busy one (`CausalLM.cpu_threads`, default None:
+  torch's own thread count). On the course's 2-core AVX2 machine with nothing else running, 16
+  rubric prompts scored in 9-10 s with two threads against 18 s with one, with bit-identical
+  log-probabilities and greedy generations (checked 2026-12-07); with other jobs running,
+  SmolLM2 scored 245 tokens/s with one thread and 65 tokens/s with two (the two threads wait on
+  each other whenever one is descheduled), so set `lm.cpu_threads = 1` on a shared machine.
 
 Slow results (generations, scored pools) are cached as JSON under `artifacts/ch07-cache/`, keyed
 by the model file's sha256, the exact texts and every setting (`cached_call`), so a re-run is
@@ -75,7 +78,7 @@ class CausalLM:
     name: str
     sha256: str
     system: str | None = None
-    cpu_threads: int | None = 1
+    cpu_threads: int | None = None
     stats: dict = field(default_factory=lambda: {"forward_tokens": 0, "generated_tokens": 0})
 
     def chat(self, user: str, assistant_prefix: str = "") -> str:
