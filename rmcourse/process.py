@@ -77,8 +77,9 @@ _SPLIT_SALT = {"train": 0, "test": 1, "validation": 2}
 SOLUTION_KINDS: tuple[str, ...] = ("clean", "slip", "ignored_slip", "answer_slip")
 DEFAULT_KIND_PROBS: dict[str, float] = {"clean": 0.45, "slip": 0.33, "ignored_slip": 0.14, "answer_slip": 0.08}
 
-_EQUATION = re.compile(r"(\d+) ([+\-*]) (\d+) = (\d+)")
-_ANSWER = re.compile(r"answer is (\d+)")
+# running values go below zero in some problems ("0 - 9 = -9", then "-9 + 4 = -5")
+_EQUATION = re.compile(r"(-?\d+) ([+\-*]) (\d+) = (-?\d+)")
+_ANSWER = re.compile(r"answer is (-?\d+)")
 _NUMBER = re.compile(r"\d+")
 
 

@@ -99,3 +99,14 @@ def test_solution_table_and_default_mix():
     assert len(t) == 320 and set(t["kind"]) == set(SOLUTION_KINDS)
     assert (t["wrong_derivation"] == (t["answer_correct"] & ~t["derivation_valid"])).all()
     assert (t.loc[t["kind"] == "ignored_slip", "wrong_derivation"]).all()
+
+
+def test_verifier_reads_negative_values():
+    # x % 10 of a negative number is Python's floor modulo, which keeps last-digit arithmetic
+    # consistent: (0 - 9) % 10 == -9 % 10 == 1
+    from rmcourse.process import _verifier_tokens
+
+    tokens = _verifier_tokens("Now subtract: 0 - 9 = -9. Adding the new ones: -9 + 4 = -5. "
+                              "The answer is -5.")
+    assert tokens == ["eq:0-9=1", "n:eq", "eq:1+4=5", "n:eq", "carry:1>1", "n:carry",
+                      "ans:5>5", "n:ans"]
