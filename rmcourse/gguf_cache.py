@@ -52,6 +52,13 @@ def converted_gguf_folder(folder: str | os.PathLike, gguf_file: str) -> Path:
         return target
     if target.exists():  # made by us but lost a file (an interrupted delete?): make it again
         shutil.rmtree(target)
+    # float32 weights take about 5.5x a 4-bit file: refuse rather than fill the disk
+    need = 6 * path.stat().st_size
+    free = shutil.disk_usage(base).free
+    if free < need + (1 << 30):
+        raise OSError(f"cannot convert {gguf_file}: it needs about {need // 2**20} MiB in {base} and "
+                      f"{free // 2**20} MiB are free (1 GiB is kept spare); free some space or "
+                      "point RMCOURSE_ARTIFACTS at a disk with room")
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=base))
     try:
         _convert(str(folder), gguf_file, tmp, sha)

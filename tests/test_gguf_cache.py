@@ -1,6 +1,7 @@
 """The GGUF file converted once into a transformers folder: same tensors, same tokenizer, atomic."""
 from __future__ import annotations
 
+import collections
 import os
 from pathlib import Path
 
@@ -77,6 +78,15 @@ def test_an_unwritable_cache_names_the_way_out(fake_gguf, monkeypatch):
     monkeypatch.setattr(gguf_cache, "_convert", disk_full)
     with pytest.raises(OSError, match="RMCOURSE_ARTIFACTS"):
         gguf_cache.converted_gguf_folder(folder, "tiny.gguf")
+
+
+def test_a_full_disk_is_refused_before_writing(fake_gguf, monkeypatch):
+    folder, calls = fake_gguf
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(gguf_cache.shutil, "disk_usage", lambda p: usage(1 << 40, 1 << 40, 10 << 20))
+    with pytest.raises(OSError, match="MiB are free"):
+        gguf_cache.converted_gguf_folder(folder, "tiny.gguf")
+    assert calls == []
 
 
 def test_a_missing_gguf_file_is_named(tmp_path):
