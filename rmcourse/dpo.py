@@ -51,6 +51,7 @@ __all__ = [
     "PreferenceCache",
     "TopLayerDPO",
     "DPOResult",
+    "pair_batches",
 ]
 
 
@@ -340,6 +341,27 @@ def _check_layout(inner: nn.Module) -> None:
                         f"{transformers.__version__}: " + "; ".join(problems))
 
 
+def pair_batches(n: int, batch_size: int, epochs: int, seed: int) -> Iterator[list[int]]:
+    """The pair indices of each training step: every epoch a fresh order from one generator
+    seeded with `seed`, cut into batches of `batch_size` (the last one may be smaller).
+    `TopLayerDPO.train` and `explicit_rm.TopLayerRewardModel.train` both draw their steps here,
+    so on the same cache and config they train on the same pairs in the same steps."""
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen).tolist()
+        for start in range(0, n, batch_size):
+            yield order[start:start + batch_size]
+
+
+def _progress_bar(enabled: bool, total: int, desc: str) -> Any:
+    """A `tqdm.auto` bar over `total` steps, or None when `enabled` is false."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
 class TopLayerDPO:
     """DPO that trains the top `trainable_layers` decoder blocks of a Llama-style causal LM.
 
@@ -575,46 +597,38 @@ class TopLayerDPO:
         every = eval_every or steps_per_epoch
         params = self.top_parameters()
         opt = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-        gen = torch.Generator().manual_seed(config.seed)
         rows: list[dict] = []
         eval_rows: list[dict] = []
         if eval_cache is not None:
             eval_rows.append(self._eval_row(eval_cache, config.beta, 0, 0.0))
         total = config.num_train_epochs * steps_per_epoch
-        bar = None
-        if config.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, desc="DPO steps", leave=False)
+        bar = _progress_bar(config.progress, total, "DPO steps")
         start_time = time.perf_counter()
         step = 0
         self.model.train()
         try:
-            for epoch in range(config.num_train_epochs):
-                order = torch.randperm(n, generator=gen).tolist()
-                for b in range(0, n, bs):
-                    pairs = order[b:b + bs]
-                    logps = self._sequence_logps(cache, cache.sequences(pairs))
-                    k = len(pairs)
-                    idx = torch.as_tensor(pairs)
-                    losses, cr, rr = dpo_loss(logps[:k], logps[k:], cache.ref_chosen_logps[idx].to(logps.device),
-                                              cache.ref_rejected_logps[idx].to(logps.device), config.beta)
-                    loss = losses.mean()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-                    opt.step()
-                    step += 1
-                    rows.append({"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(),
-                                 "rewards/chosen": float(cr.mean()), "rewards/rejected": float(rr.mean()),
-                                 "rewards/margins": float((cr - rr).mean()),
-                                 "rewards/accuracies": float((cr > rr).float().mean()),
-                                 "logps/chosen": float(logps[:k].detach().mean()), "logps/rejected": float(logps[k:].detach().mean())})
-                    if bar is not None:
-                        bar.update(1)
-                    if eval_cache is not None and (step % every == 0 or step == total):
-                        eval_rows.append(self._eval_row(eval_cache, config.beta, step, step / steps_per_epoch))
-                        self.model.train()
+            for pairs in pair_batches(n, bs, config.num_train_epochs, config.seed):
+                logps = self._sequence_logps(cache, cache.sequences(pairs))
+                k = len(pairs)
+                idx = torch.as_tensor(pairs)
+                losses, cr, rr = dpo_loss(logps[:k], logps[k:], cache.ref_chosen_logps[idx].to(logps.device),
+                                          cache.ref_rejected_logps[idx].to(logps.device), config.beta)
+                loss = losses.mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                opt.step()
+                step += 1
+                rows.append({"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(),
+                             "rewards/chosen": float(cr.mean()), "rewards/rejected": float(rr.mean()),
+                             "rewards/margins": float((cr - rr).mean()),
+                             "rewards/accuracies": float((cr > rr).float().mean()),
+                             "logps/chosen": float(logps[:k].detach().mean()), "logps/rejected": float(logps[k:].detach().mean())})
+                if bar is not None:
+                    bar.update(1)
+                if eval_cache is not None and (step % every == 0 or step == total):
+                    eval_rows.append(self._eval_row(eval_cache, config.beta, step, step / steps_per_epoch))
+                    self.model.train()
         finally:
             self.model.eval()
             if bar is not None:

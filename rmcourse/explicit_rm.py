@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from rmcourse.dpo import DPOConfig, PreferenceCache, TopLayerDPO
+from rmcourse.dpo import DPOConfig, PreferenceCache, TopLayerDPO, _progress_bar, pair_batches
 from rmcourse.validation import as_number
 
 __all__ = ["TopLayerRewardModel", "RewardRun"]
@@ -125,34 +125,27 @@ class TopLayerRewardModel:
         opt = torch.optim.AdamW([{"params": list(self.layers.parameters()), "lr": config.learning_rate},
                                  {"params": list(self.head.parameters()), "lr": head_learning_rate}],
                                 weight_decay=config.weight_decay)
-        gen = torch.Generator().manual_seed(config.seed)  # the same pair order as TopLayerDPO.train
         rows: list[dict] = []
-        bar = None
-        if config.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=config.num_train_epochs * steps_per_epoch, desc="EX-RM steps", leave=False)
+        bar = _progress_bar(config.progress, config.num_train_epochs * steps_per_epoch, "EX-RM steps")
         start, step = time.perf_counter(), 0
         self.layers.train()
         try:
-            for _ in range(config.num_train_epochs):
-                order = torch.randperm(n, generator=gen).tolist()
-                for b in range(0, n, bs):
-                    pairs = order[b:b + bs]
-                    r = self._rewards(cache, cache.sequences(pairs))
-                    margins = r[: len(pairs)] - r[len(pairs):]
-                    loss = -F.logsigmoid(margins).mean()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(self.parameters(), config.max_grad_norm)
-                    opt.step()
-                    step += 1
-                    m = margins.detach()
-                    rows.append({"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(),
-                                 "rewards/margins": float(m.mean()),
-                                 "rewards/accuracies": float((m > 0).float().mean())})
-                    if bar is not None:
-                        bar.update(1)
+            # the same pairs in the same steps as TopLayerDPO.train with this config
+            for pairs in pair_batches(n, bs, config.num_train_epochs, config.seed):
+                r = self._rewards(cache, cache.sequences(pairs))
+                margins = r[: len(pairs)] - r[len(pairs):]
+                loss = -F.logsigmoid(margins).mean()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.parameters(), config.max_grad_norm)
+                opt.step()
+                step += 1
+                m = margins.detach()
+                rows.append({"step": step, "epoch": step / steps_per_epoch, "loss": loss.item(),
+                             "rewards/margins": float(m.mean()),
+                             "rewards/accuracies": float((m > 0).float().mean())})
+                if bar is not None:
+                    bar.update(1)
         finally:
             self.layers.eval()
             if bar is not None:

@@ -164,3 +164,14 @@ def test_a_subset_of_the_cache_is_those_pairs(tiny):
         cache.subset([0, 3])
     with pytest.raises(ValueError, match="distinct"):
         cache.subset([1, 1])
+
+
+def test_pair_batches_cover_every_pair_once_per_epoch_in_a_seeded_order():
+    from rmcourse.dpo import pair_batches
+
+    steps = list(pair_batches(10, 4, epochs=2, seed=3))
+    assert [len(s) for s in steps] == [4, 4, 2, 4, 4, 2]
+    first, second = sum(steps[:3], []), sum(steps[3:], [])
+    assert sorted(first) == sorted(second) == list(range(10)) and first != second
+    assert steps == list(pair_batches(10, 4, epochs=2, seed=3))
+    assert steps != list(pair_batches(10, 4, epochs=2, seed=4))
