@@ -59,6 +59,7 @@ __all__ = [
     "sample_solutions",
     "exact_step_labels",
     "math_shepherd_labels",
+    "math_shepherd_rollouts",
     "reasoning_features",
     "StepClassifier",
     "train_step_classifier",
@@ -306,16 +307,16 @@ def exact_step_labels(solution: Solution) -> list[bool]:
     return out
 
 
-def math_shepherd_labels(problem: Problem, solution: Solution, n_completions: int = 4,
-                         p_slip: float = 0.15, p_recover: float = 0.1, seed: int = 0,
-                         soft: bool = False) -> list[float]:
-    """Math-Shepherd's automatic step labels, by simulated completion from each prefix.
+def math_shepherd_rollouts(problem: Problem, solution: Solution, n_completions: int = 4,
+                           p_slip: float = 0.15, p_recover: float = 0.1,
+                           seed: int = 0) -> list[list[int]]:
+    """The final answers of simulated completions from each step prefix: one list of
+    `n_completions` answers per step, the answer line included.
 
-    From the prefix ending at step i, a completer continues `n_completions` times: it carries on
-    from the value step i wrote (or, with probability `p_recover`, recomputes the true value
-    from the problem), does the remaining operations with a slip probability `p_slip` each, and
-    states the result. Hard label: 1.0 when any completion reaches the right answer; soft label:
-    the share that do. The last step (the answer line) needs no completion: it is right or not.
+    From the prefix ending at step i, the completer carries on from the value step i wrote (or,
+    with probability `p_recover`, recomputes the true value from the problem), does the remaining
+    operations with a slip probability `p_slip` each, and states the result. The answer line
+    needs no completion: its "completions" all state the solution's own final answer.
     """
     _check_problem(problem)
     _check_solution(solution)
@@ -325,19 +326,32 @@ def math_shepherd_labels(problem: Problem, solution: Solution, n_completions: in
     if solution.problem_id != problem.id:
         raise ValueError(f"solution of {solution.problem_id!r} given with problem {problem.id!r}")
     rng = _rng(seed, "shepherd", solution.problem_id, solution.text())
-    n_ops = len(problem.ops)
-    labels = []
-    for i in range(n_ops):
-        hits = 0
+    out = []
+    for i in range(len(problem.ops)):
+        answers = []
         for _ in range(n_completions):
             value = problem.values[i] if rng.random() < p_recover else solution.written[i]
             for op, k, _ in problem.ops[i + 1:]:
                 value = _apply(value, op, k)
                 if rng.random() < p_slip:
                     value = _slip(rng, value)
-            hits += value == problem.answer
-        labels.append(hits / n_completions if soft else float(hits > 0))
-    labels.append(float(solution.answer_correct))
+            answers.append(value)
+        out.append(answers)
+    out.append([solution.final_answer] * n_completions)
+    return out
+
+
+def math_shepherd_labels(problem: Problem, solution: Solution, n_completions: int = 4,
+                         p_slip: float = 0.15, p_recover: float = 0.1, seed: int = 0,
+                         soft: bool = False) -> list[float]:
+    """Math-Shepherd's automatic step labels from `math_shepherd_rollouts`: hard label 1.0 when
+    any completion from the prefix reaches the right answer, soft label the share that do. The
+    answer line is right or not (all its "completions" state the solution's answer)."""
+    rollouts = math_shepherd_rollouts(problem, solution, n_completions, p_slip, p_recover, seed)
+    labels = []
+    for answers in rollouts:
+        hits = sum(a == problem.answer for a in answers)
+        labels.append(hits / len(answers) if soft else float(hits > 0))
     return labels
 
 

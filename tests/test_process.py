@@ -110,3 +110,18 @@ def test_verifier_reads_negative_values():
                               "The answer is -5.")
     assert tokens == ["eq:0-9=1", "n:eq", "eq:1+4=5", "n:eq", "carry:1>1", "n:carry",
                       "ans:5>5", "n:ans"]
+
+
+def test_math_shepherd_labels_are_read_from_the_rollouts():
+    from rmcourse.process import math_shepherd_rollouts
+
+    problems = make_problems(20, seed=1)
+    for problem, pool in zip(problems, sample_solutions(problems, 3, seed=1)):
+        for s in pool:
+            rollouts = math_shepherd_rollouts(problem, s, 4)
+            assert len(rollouts) == len(problem.ops) + 1 and all(len(r) == 4 for r in rollouts)
+            assert rollouts[-1] == [s.final_answer] * 4
+            hard = [float(any(a == problem.answer for a in r)) for r in rollouts]
+            soft = [sum(a == problem.answer for a in r) / 4 for r in rollouts]
+            assert math_shepherd_labels(problem, s) == hard
+            assert math_shepherd_labels(problem, s, soft=True) == soft
