@@ -422,7 +422,7 @@ def test_measure_interleaved_counts_tokens_through_a_rungs_own_model(tiny):
         measure_interleaved(model, {"a": Rung(batches, autocast_dtype=torch.float64)})
 
 
-def test_measure_interleaved_takes_the_peak_on_the_longest_batch(tiny):
+def test_measure_interleaved_takes_the_peak_on_the_longest_batch(tiny, monkeypatch):
     model, batches = tiny
     short = {k: v[:, :8] if v.dim() == 2 else v for k, v in batches[1].items()}
     short["attention_mask"] = torch.ones_like(short["attention_mask"])
@@ -438,20 +438,13 @@ def test_measure_interleaved_takes_the_peak_on_the_longest_batch(tiny):
     # warm-up, the timed steps in order, then one untimed step on the widest timed batch
     assert widths[-1] == longest and widths[1] == 8 and len(widths) == len(plan) + 1
     # with two rounds the peak is read during the last round's step of that batch
-    reset_calls = []
     import rmcourse.throughput as throughput
 
-    def recording_reset(device):
-        reset_calls.append(len(widths))
-        return original_reset(device)
-
-    original_reset = throughput.reset_peak_memory
+    reset_calls = []
     widths.clear()
-    throughput.reset_peak_memory = recording_reset
-    try:
-        report = measure_interleaved(model, {"a": (plan, logged)}, rounds=2)["a"]
-    finally:
-        throughput.reset_peak_memory = original_reset
+    monkeypatch.setattr(throughput, "reset_peak_memory",
+                        lambda device: reset_calls.append(len(widths)) or reset_peak_memory(device))
+    report = measure_interleaved(model, {"a": (plan, logged)}, rounds=2)["a"]
     assert len(widths) == 1 + 2 * (len(plan) - 1)  # no extra step
     assert len(reset_calls) == 1 and widths[reset_calls[0]] == longest
     if os.path.exists("/proc/self/status"):
