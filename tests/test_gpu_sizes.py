@@ -72,7 +72,8 @@ BUILT = {
     ("06_stability", "N_RANK"): "test_ch06_data",
     ("06_stability", "N_POOL"): "test_ch06_best_of_n_pools",
     **{("07_judges_and_generative_rms", name): "test_ch07_data" for name in (
-        "N_TRAIN", "N_TEST", "N_JUDGE", "N_POS", "N_POOLS", "N_SIM", 'world.pairs("validation", scaled(*')},
+        "N_TRAIN", "N_TEST", "N_JUDGE", "N_POS", 'world.pairs("validation", scaled(*')},
+    **{("07a_self_rewarding", name): "test_ch07a_data" for name in ("N_TEST", "N_POOLS", "N_SIM")},
     **{("07b_verifiers_and_critiques", name): "test_ch07b_data" for name in (
         "N_TRAIN", "N_TEST", "N_GENRM", "N_BON", "N_CLOUD_TRAIN", "N_CLOUD_TEST", "N_CLOUD_BIG", "N_BIG_TRAIN",
         'world.pairs("validation", scaled(*')},
@@ -310,8 +311,22 @@ def test_ch07_data():
     assert len(world.pairs("validation", n_val)) == n_val
     test = world.pairs("test", g("N_TEST"))
     assert len(test) >= max(g("N_JUDGE"), g("N_POS"))
+
+
+def test_ch07a_data():
+    """Chapter 07a draws candidate pools and redraws its training pools: at GPU size there must be
+    enough, and the 20 small draws of N_POOLS pools (without replacement) must fit in N_SIM."""
+    from rmcourse.world import PreferenceWorld
+
+    stem = "07a_self_rewarding"
+    g = lambda name: gpu(stem, name)
+    code = _code_text(stem)
+    world = PreferenceWorld(seed=0)
+    assert len(world.pairs("test", g("N_TEST"))) == g("N_TEST")
     assert len(world.candidate_pools(g("N_POOLS"), 4)) == g("N_POOLS")
     assert len(world.candidate_pools(g("N_SIM"), 4)) == g("N_SIM")
+    assert "rng_small.choice(N_SIM, N_POOLS, replace=False)" in code, f"{stem} changed how it draws small pools"
+    assert g("N_POOLS") <= g("N_SIM")
 
 
 def _code_text(stem: str) -> str:

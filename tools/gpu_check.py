@@ -51,6 +51,8 @@ HEADLINES: dict[str, list[tuple[str, str]]] = {
     "06_stability": [("best n of best-of-n (proxy on all pairs)",
                       'float(NS[int(curves[N_TRAIN]["gold_mean"].idxmax())])')],
     "07_judges_and_generative_rms": [("judge verdict flips when answers swap", "float(flip)")],
+    "07a_self_rewarding": [("head accuracy from a perfect simulated judge's pairs",
+                            'float(perfect["test accuracy"])')],
     "07b_verifiers_and_critiques": [("GenRM p(Yes) accuracy on reasoning pairs", "float(genrm_acc.accuracy)"),
                                     ("AUC of p(Yes) for correctness", "float(auc_value)")],
     "08_beyond_one_scalar": [("refusal weight, safety vs chat prompts", "float(ratio)")],
